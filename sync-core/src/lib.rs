@@ -1,0 +1,13 @@
+//! Sans-IO core of Weft: wire codecs, CRDT replicas and the sync state machines that both the relay
+//! (`weft-server`) and the Rust client (`weft-client`) drive.
+//!
+//! Nothing in this crate performs I/O, spawns tasks or reads a clock: inputs arrive through `handle_*`
+//! calls, outputs leave through `poll_*` calls or return values. That is what lets the same logic run in
+//! the relay, in the SDK and in deterministic simulations.
+
+pub mod close;
+pub mod ids;
+pub mod yjs;
+
+pub use close::CloseCode;
+pub use ids::{DocId, InvalidDocId, PeerId};

@@ -1,0 +1,221 @@
+//! The client-side sync state machine for one Yjs document connected to a y-websocket relay.
+//!
+//! It owns no socket: the shell (the Rust SDK, or a simulation) reports connection changes, incoming
+//! frames and local updates, and sends whatever [`YjsClient::poll_transmit`] returns.
+//!
+//! Acknowledgement: a Weft relay echoes each update to its sender only once it is durable, with the
+//! same bytes. The client keeps the updates it sent in order and counts one acknowledged when its echo
+//! comes back, so [`YjsClient::is_acknowledged`] means "everything this replica has is stored".
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+use super::awareness::{self, AwarenessEntry, AwarenessStates};
+use super::codec::{self, DecodeError, Message};
+
+/// Transaction origin used when applying updates that came from the relay, so that an update observer
+/// can tell them apart from local edits.
+pub const REMOTE_ORIGIN: &str = "weft-remote";
+
+/// Why the client rejected what the relay sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The frame does not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The relay sent an update or state vector that does not decode or apply.
+    #[error("relay sent an invalid update: {0}")]
+    InvalidUpdate(String),
+    /// The relay denied access.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+}
+
+/// The state machine. See the module documentation.
+pub struct YjsClient {
+    doc: Doc,
+    connected: bool,
+    /// The relay's step 2 arrived on this connection.
+    received_state: bool,
+    /// We answered the relay's step 1 on this connection.
+    sent_state: bool,
+    /// Updates sent on this connection and not yet echoed, oldest first.
+    unacked: VecDeque<Bytes>,
+    /// Updates that arrived before the relay's step 2; applied right after it, so that no update is
+    /// applied ahead of the state it builds on (yrs's pending-structs path can duplicate items).
+    early: Vec<Bytes>,
+    outbox: VecDeque<Bytes>,
+    local_awareness: Option<AwarenessEntry>,
+    remote_awareness: AwarenessStates,
+}
+
+impl YjsClient {
+    /// Wraps a document. The client applies remote updates to it with origin [`REMOTE_ORIGIN`].
+    pub fn new(doc: Doc) -> Self {
+        Self {
+            doc,
+            connected: false,
+            received_state: false,
+            sent_state: false,
+            unacked: VecDeque::new(),
+            early: Vec::new(),
+            outbox: VecDeque::new(),
+            local_awareness: None,
+            remote_awareness: AwarenessStates::default(),
+        }
+    }
+
+    /// A connection opened: start the sync handshake and re-announce the local awareness state.
+    pub fn handle_connected(&mut self) {
+        self.connected = true;
+        self.received_state = false;
+        self.sent_state = false;
+        self.unacked.clear();
+        self.early.clear();
+        self.outbox.clear();
+        let sv = self.doc.transact().state_vector().encode_v1();
+        self.outbox.push_back(Message::SyncStep1(sv.into()).encode());
+        if let Some(entry) = &self.local_awareness {
+            let frame = Message::Awareness(awareness::encode_update(std::iter::once(entry))).encode();
+            self.outbox.push_back(frame);
+        }
+    }
+
+    /// The connection closed. Unsent and unacknowledged work is recovered by the next handshake.
+    pub fn handle_disconnected(&mut self) {
+        self.connected = false;
+        self.received_state = false;
+        self.sent_state = false;
+        self.unacked.clear();
+        self.early.clear();
+        self.outbox.clear();
+    }
+
+    /// A frame arrived from the relay.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the frame does not decode or carries an invalid update; the caller should
+    /// drop the connection and reconnect.
+    pub fn handle_frame(&mut self, frame: &Bytes) -> Result<(), ClientError> {
+        for message in codec::decode_frame(frame)? {
+            match message {
+                Message::SyncStep1(sv) => {
+                    let sv =
+                        StateVector::decode_v1(&sv).map_err(|e| ClientError::InvalidUpdate(e.to_string()))?;
+                    let diff = Bytes::from(self.doc.transact().encode_state_as_update_v1(&sv));
+                    if diff.as_ref() != [0, 0] {
+                        self.unacked.push_back(diff.clone());
+                    }
+                    self.outbox.push_back(Message::SyncStep2(diff).encode());
+                    self.sent_state = true;
+                }
+                Message::SyncStep2(update) => {
+                    self.apply_remote(&update)?;
+                    self.received_state = true;
+                    for early in std::mem::take(&mut self.early) {
+                        self.apply_remote(&early)?;
+                    }
+                }
+                Message::Update(update) => {
+                    if self.unacked.front() == Some(&update) {
+                        self.unacked.pop_front();
+                    } else if self.received_state {
+                        self.apply_remote(&update)?;
+                    } else {
+                        self.early.push(update);
+                    }
+                }
+                Message::Awareness(payload) => {
+                    for entry in awareness::decode_update(&payload)? {
+                        if entry.client_id != self.doc.client_id().get() {
+                            self.remote_awareness.apply(&entry);
+                        }
+                    }
+                }
+                Message::QueryAwareness => {
+                    if let Some(entry) = &self.local_awareness {
+                        let frame =
+                            Message::Awareness(awareness::encode_update(std::iter::once(entry))).encode();
+                        self.outbox.push_back(frame);
+                    }
+                }
+                Message::PermissionDenied(reason) => return Err(ClientError::PermissionDenied(reason)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A local transaction produced `update` (as a v1 update observer reports it).
+    pub fn handle_local_update(&mut self, update: Bytes) {
+        if !self.connected || update.as_ref() == [0, 0] {
+            return;
+        }
+        self.outbox.push_back(Message::Update(update.clone()).encode());
+        self.unacked.push_back(update);
+    }
+
+    /// Sets (or with `None` clears) this client's awareness state, given as JSON text.
+    pub fn set_local_awareness(&mut self, state_json: Option<&str>) {
+        let clock = self.local_awareness.as_ref().map_or(0, |e| e.clock + 1);
+        let state = Bytes::copy_from_slice(state_json.unwrap_or("null").as_bytes());
+        let entry = AwarenessEntry {
+            client_id: self.doc.client_id().get(),
+            clock,
+            state,
+        };
+        if self.connected {
+            let frame = Message::Awareness(awareness::encode_update(std::iter::once(&entry))).encode();
+            self.outbox.push_back(frame);
+        }
+        self.local_awareness = Some(entry);
+    }
+
+    /// The next frame to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.outbox.pop_front()
+    }
+
+    /// Whether the relay's full state has been received on the current connection.
+    pub fn is_synced(&self) -> bool {
+        self.connected && self.received_state
+    }
+
+    /// Whether the relay has acknowledged (stored) everything this replica holds: synced both ways on
+    /// the current connection and every update sent since has been echoed.
+    pub fn is_acknowledged(&self) -> bool {
+        self.is_synced() && self.sent_state && self.unacked.is_empty()
+    }
+
+    /// Number of sent updates whose echo has not arrived yet.
+    pub fn unacked_len(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Other clients' awareness states as last heard.
+    pub fn remote_awareness(&self) -> &AwarenessStates {
+        &self.remote_awareness
+    }
+
+    /// The document.
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    fn apply_remote(&mut self, update: &[u8]) -> Result<(), ClientError> {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let update = Update::decode_v1(update).map_err(|e| e.to_string())?;
+            self.doc
+                .transact_mut_with(REMOTE_ORIGIN)
+                .apply_update(update)
+                .map_err(|e| e.to_string())
+        }));
+        result
+            .unwrap_or_else(|_| Err("decoder panicked".into()))
+            .map_err(ClientError::InvalidUpdate)
+    }
+}

@@ -1,0 +1,12 @@
+//! The Yjs side of the core: the y-protocols wire codec, awareness bookkeeping, and the relay and
+//! client sync state machines for one document.
+
+pub mod awareness;
+pub mod client;
+pub mod codec;
+pub mod relay;
+
+pub use awareness::{AwarenessEntry, AwarenessStates};
+pub use client::{ClientError, YjsClient};
+pub use codec::{DecodeError, Message};
+pub use relay::{Event, LoadError, Relay, RelayLimits};
