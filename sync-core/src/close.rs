@@ -1,5 +1,8 @@
 //! The WebSocket close codes Weft sends, shared by the relay and the Rust client.
 //!
+//! Convention (the one y-websocket 3.1's default `shouldReconnect` follows): 4400–4499 mirror HTTP
+//! 4xx and mean "this input is wrong, reconnecting will not help" — clients stop; every other code,
+//! including 1001, 1011 and 4500–4599, is transient and clients reconnect and resync.
 //! The table in `docs/protocol.md` is the user-facing copy of this enum; keep them in step.
 
 /// Why the relay closed a WebSocket. The numeric value is the close code on the wire.
@@ -8,10 +11,6 @@
 pub enum CloseCode {
     /// The server is shutting down; reconnect later.
     GoingAway = 1001,
-    /// A text frame arrived where the dialect is binary.
-    UnsupportedData = 1003,
-    /// A frame or message exceeded the configured maximum message size.
-    MessageTooBig = 1009,
     /// The server hit an internal error (for example storage failed); reconnect and resync.
     InternalError = 1011,
     /// A frame that does not decode: garbage bytes, a truncated varint, an unknown message type.
@@ -22,12 +21,16 @@ pub enum CloseCode {
     Forbidden = 4403,
     /// The document exists with a different CRDT than the endpoint speaks.
     WrongCrdt = 4409,
+    /// A frame or message exceeded the configured maximum message size.
+    MessageTooBig = 4413,
     /// Accepting the update would grow the document beyond the configured maximum size.
-    DocumentTooLarge = 4413,
+    DocumentTooLarge = 4414,
+    /// A text frame arrived where the dialect is binary.
+    UnsupportedData = 4415,
     /// A message decoded but carried an invalid CRDT update or state vector.
     InvalidUpdate = 4422,
     /// The peer did not read its messages fast enough and its outbox filled; reconnect and resync.
-    SlowConsumer = 4429,
+    SlowConsumer = 4529,
 }
 
 impl CloseCode {
@@ -53,18 +56,23 @@ impl CloseCode {
         }
     }
 
+    /// Whether a client should reconnect after this close (everything outside 4400–4499).
+    pub fn is_transient(self) -> bool {
+        !(4400..4500).contains(&self.code())
+    }
+
     /// Looks up a close code received on the wire.
     pub fn from_code(code: u16) -> Option<Self> {
         const ALL: [CloseCode; 11] = [
             CloseCode::GoingAway,
-            CloseCode::UnsupportedData,
-            CloseCode::MessageTooBig,
             CloseCode::InternalError,
             CloseCode::MalformedMessage,
             CloseCode::Unauthorized,
             CloseCode::Forbidden,
             CloseCode::WrongCrdt,
+            CloseCode::MessageTooBig,
             CloseCode::DocumentTooLarge,
+            CloseCode::UnsupportedData,
             CloseCode::InvalidUpdate,
             CloseCode::SlowConsumer,
         ];
@@ -86,5 +94,7 @@ mod tests {
             assert_eq!(CloseCode::from_code(code.code()), Some(code));
         }
         assert_eq!(CloseCode::from_code(1000), None);
+        assert!(CloseCode::SlowConsumer.is_transient() && CloseCode::GoingAway.is_transient());
+        assert!(!CloseCode::InvalidUpdate.is_transient() && !CloseCode::MessageTooBig.is_transient());
     }
 }

@@ -161,7 +161,9 @@ impl YjsClient {
 
     /// Sets (or with `None` clears) this client's awareness state, given as JSON text.
     pub fn set_local_awareness(&mut self, state_json: Option<&str>) {
-        let clock = self.local_awareness.as_ref().map_or(0, |e| e.clock + 1);
+        // y-protocols ignores clock 0 from a client it has not seen (a JS client spends clock 0 on
+        // its initial empty state), so the first state announced is clock 1.
+        let clock = self.local_awareness.as_ref().map_or(1, |e| e.clock + 1);
         let state = Bytes::copy_from_slice(state_json.unwrap_or("null").as_bytes());
         let entry = AwarenessEntry {
             client_id: self.doc.client_id().get(),

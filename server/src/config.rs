@@ -1,0 +1,237 @@
+//! Configuration: one [`Config`], assembled from command-line flags, `WEFT_*` environment variables
+//! and an optional TOML file — in that order of precedence — and validated once at start-up.
+//! Nothing else in the server reads the environment. `docs/operations.md` lists every setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use weft_sync_core::yjs::RelayLimits;
+
+use crate::rooms::RoomConfig;
+use crate::storage::{Durability, StorageConfig};
+
+/// The `weft` command line.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about = "Weft: a CRDT-first, local-first sync relay")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay.
+    Serve(Settings),
+}
+
+/// Every setting, each optional so that the sources can be layered. Field names are the config-file
+/// keys; flags are the same names in kebab case; environment variables are `WEFT_` + upper case.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of the settings below (flags and environment variables override it).
+    #[arg(long, env = "WEFT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "WEFT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database and blobs [default: ./weft-data].
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `fsync` (acknowledge after fsync) or `buffered` (after the OS has the write) [default: fsync].
+    #[arg(long, env = "WEFT_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// Largest WebSocket message accepted, in bytes [default: 33554432 = 32 MiB].
+    #[arg(long, env = "WEFT_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Largest stored size a document may grow to, in bytes [default: 268435456 = 256 MiB].
+    #[arg(long, env = "WEFT_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<u64>,
+    /// Seconds a document with no connections stays loaded [default: 30].
+    #[arg(long, env = "WEFT_IDLE_UNLOAD_SECS")]
+    pub idle_unload_secs: Option<u64>,
+    /// Log entries after which a document's log is folded into a snapshot [default: 1000].
+    #[arg(long, env = "WEFT_COMPACT_AFTER_UPDATES")]
+    pub compact_after_updates: Option<u64>,
+    /// Frames queued for one connection before it counts as too slow and is closed [default: 1024].
+    #[arg(long, env = "WEFT_PEER_OUTBOX")]
+    pub peer_outbox: Option<usize>,
+    /// Snapshots larger than this many bytes are stored as blobs, not in SQLite [default: 1048576].
+    #[arg(long, env = "WEFT_SNAPSHOT_INLINE_MAX_BYTES")]
+    pub snapshot_inline_max_bytes: Option<usize>,
+    /// Seconds to wait for connections and documents to finish on shutdown [default: 10].
+    #[arg(long, env = "WEFT_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log filter, `tracing` env-filter syntax [default: info].
+    #[arg(long, env = "WEFT_LOG")]
+    pub log: Option<String>,
+}
+
+impl Settings {
+    /// Fills every unset field from `lower`.
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            listen: self.listen.or(lower.listen),
+            data_dir: self.data_dir.or(lower.data_dir),
+            durability: self.durability.or(lower.durability),
+            max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
+            max_document_bytes: self.max_document_bytes.or(lower.max_document_bytes),
+            idle_unload_secs: self.idle_unload_secs.or(lower.idle_unload_secs),
+            compact_after_updates: self.compact_after_updates.or(lower.compact_after_updates),
+            peer_outbox: self.peer_outbox.or(lower.peer_outbox),
+            snapshot_inline_max_bytes: self.snapshot_inline_max_bytes.or(lower.snapshot_inline_max_bytes),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
+            log: self.log.or(lower.log),
+        }
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Storage location and durability.
+    pub storage: StorageConfig,
+    /// Live-document tuning.
+    pub rooms: RoomConfig,
+    /// Largest WebSocket message accepted.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for connections and documents.
+    pub shutdown_grace: Duration,
+    /// Log filter.
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, storing under `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self::resolve(Settings {
+            data_dir: Some(data_dir.into()),
+            ..Settings::default()
+        })
+        .expect("the defaults are valid")
+    }
+
+    /// Layers `settings` (flags and environment, as clap parsed them) over the config file they name,
+    /// over the defaults, and validates the result.
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed, or a value is out of range.
+    pub fn load(settings: Settings) -> anyhow::Result<Self> {
+        let from_file = match &settings.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        Self::resolve(settings.or(from_file))
+    }
+
+    fn resolve(s: Settings) -> anyhow::Result<Self> {
+        let max_message_bytes = s.max_message_bytes.unwrap_or(32 * 1024 * 1024);
+        let max_document_bytes = s.max_document_bytes.unwrap_or(256 * 1024 * 1024);
+        let peer_outbox = s.peer_outbox.unwrap_or(1024);
+        let compact_after_updates = s.compact_after_updates.unwrap_or(1000);
+        if max_message_bytes < 1024 {
+            bail!("max_message_bytes must be at least 1024, got {max_message_bytes}");
+        }
+        if max_document_bytes < 1024 {
+            bail!("max_document_bytes must be at least 1024, got {max_document_bytes}");
+        }
+        if peer_outbox == 0 {
+            bail!("peer_outbox must be at least 1");
+        }
+        if compact_after_updates == 0 {
+            bail!("compact_after_updates must be at least 1");
+        }
+        Ok(Self {
+            listen: s
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            storage: StorageConfig {
+                data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("weft-data")),
+                durability: s.durability.unwrap_or(Durability::Fsync),
+                snapshot_inline_max: s.snapshot_inline_max_bytes.unwrap_or(1024 * 1024),
+            },
+            rooms: RoomConfig {
+                limits: RelayLimits { max_document_bytes },
+                idle_unload: Duration::from_secs(s.idle_unload_secs.unwrap_or(30)),
+                compact_after_updates,
+                peer_outbox,
+                room_inbox: 1024,
+            },
+            max_message_bytes,
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs.unwrap_or(10)),
+            log: s.log.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Settings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weft.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\npeer_outbox = 7\ndurability = \"buffered\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            config: Some(file),
+            peer_outbox: Some(9),
+            ..Settings::default()
+        };
+        let config = Config::load(flags).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.rooms.peer_outbox, 9);
+        assert_eq!(config.storage.durability, Durability::Buffered);
+        assert_eq!(config.rooms.compact_after_updates, 1000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weft.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(
+            Config::load(Settings {
+                config: Some(file),
+                ..Settings::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Config::load(Settings {
+                peer_outbox: Some(0),
+                ..Settings::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = Config::load(Settings::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.storage.data_dir, PathBuf::from("weft-data"));
+        assert_eq!(config.storage.durability, Durability::Fsync);
+        assert!(config.max_message_bytes > 10_000_000, "a 10 MB paste must fit");
+    }
+}

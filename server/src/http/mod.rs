@@ -1,0 +1,64 @@
+//! The HTTP surface: the router, shared handler state, health endpoints, and one module per
+//! WebSocket dialect.
+
+mod error;
+mod socket;
+mod yjs;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::rooms::Rooms;
+use crate::storage::Storage;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Live documents.
+    pub rooms: Rooms,
+    /// The store.
+    pub storage: Storage,
+    /// The running configuration.
+    pub config: Arc<Config>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// The application's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/ws/yjs/{*doc_id}", get(yjs::upgrade))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// Liveness: the process answers HTTP.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: storage answers queries and the server is not shutting down.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::NotReady("shutting down"));
+    }
+    if !state.storage.is_ready().await {
+        return Err(ApiError::NotReady("storage unavailable"));
+    }
+    Ok(Json(
+        serde_json::json!({ "status": "ready", "schema_version": crate::storage::schema_version() }),
+    ))
+}

@@ -1,0 +1,86 @@
+//! WebSocket plumbing shared by every dialect: the writer task that drains a peer's outbox into the
+//! socket, coalescing queued frames into one flush, and the mapping from socket errors to close codes.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
+use weft_sync_core::CloseCode;
+
+use crate::rooms::Closer;
+
+/// Frames written before one flush: enough to turn a burst into one write, few enough to keep
+/// latency for the first frame low.
+const FRAMES_PER_FLUSH: usize = 64;
+
+/// How long a close frame may take to go out before the socket is dropped anyway. A peer disconnected
+/// for being slow usually has a full socket, so its close frame often cannot be delivered.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Spawns the task that writes `outbox` to `sink` until the connection ends, then sends the close
+/// frame `closer` carries (1001 on shutdown).
+pub fn spawn_writer(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut outbox: mpsc::Receiver<Bytes>,
+    closer: Closer,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let code = loop {
+            tokio::select! {
+                biased;
+                () = closer.closed() => break closer.code(),
+                () = shutdown.cancelled() => break Some(CloseCode::GoingAway),
+                frame = outbox.recv() => {
+                    let Some(frame) = frame else { break None };
+                    let write = async {
+                        sink.feed(WsMessage::Binary(frame)).await?;
+                        for _ in 1..FRAMES_PER_FLUSH {
+                            match outbox.try_recv() {
+                                Ok(frame) => sink.feed(WsMessage::Binary(frame)).await?,
+                                Err(_) => break,
+                            }
+                        }
+                        sink.flush().await
+                    };
+                    // A peer that stops reading blocks the write; being closed must still win.
+                    tokio::select! {
+                        result = write => if result.is_err() { closer.finish(); break None },
+                        () = closer.closed() => break closer.code(),
+                        () = shutdown.cancelled() => break Some(CloseCode::GoingAway),
+                    }
+                }
+            }
+        };
+        // Make sure the reading side stops too, whatever ended the writer.
+        match code {
+            Some(code) => {
+                closer.close(code);
+                let frame = CloseFrame {
+                    code: code.code(),
+                    reason: code.reason().into(),
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
+            }
+            None => {
+                closer.finish();
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+            }
+        }
+    })
+}
+
+/// The close code for an error reading from the socket: 4413 when a message exceeded the size
+/// limit, otherwise none (the transport failed; there is nobody to tell).
+pub fn close_code_for(err: axum::Error) -> Option<CloseCode> {
+    match err.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) if matches!(*err, tungstenite::Error::Capacity(_)) => Some(CloseCode::MessageTooBig),
+        _ => None,
+    }
+}

@@ -1,0 +1,102 @@
+//! `GET /ws/yjs/{doc_id}`: the y-websocket dialect. One connection is one peer of one document.
+//!
+//! The connection task decodes frames (off the room's thread) and hands typed messages to the room;
+//! a spawned writer drains the peer's outbox. Any frame that does not decode ends the connection with
+//! 4400 before the room sees any of it.
+
+use axum::extract::ws::{
+    Message as WsMessage, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use futures_util::StreamExt;
+use weft_sync_core::yjs::codec;
+use weft_sync_core::{CloseCode, DocId};
+
+use super::socket::{close_code_for, spawn_writer};
+use super::{ApiError, AppState};
+use crate::rooms;
+
+/// Validates the document name and upgrades to a WebSocket.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(doc_id): Path<String>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let doc = DocId::new(doc_id)?;
+    let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
+    let max = state.config.max_message_bytes;
+    let task = state.tracker.token();
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            serve(socket, doc, state).await;
+            drop(task);
+        }))
+}
+
+async fn serve(socket: WebSocket, doc: DocId, state: AppState) {
+    let (sink, mut stream) = socket.split();
+    let (link, outbox, closer) = rooms::link(state.config.rooms.peer_outbox);
+    let writer = spawn_writer(sink, outbox, closer.clone(), state.shutdown.clone());
+    let membership = match state.rooms.join(&doc, link).await {
+        Ok(membership) => membership,
+        Err(err) => {
+            tracing::info!(doc = %doc, error = %err, "join refused");
+            closer.close(err.close_code());
+            let _ = writer.await;
+            return;
+        }
+    };
+    let peer = membership.peer();
+    tracing::debug!(doc = %doc, %peer, "peer joined");
+    loop {
+        let message = tokio::select! {
+            () = closer.closed() => break,
+            () = state.shutdown.cancelled() => break,
+            message = stream.next() => message,
+        };
+        match message {
+            Some(Ok(WsMessage::Binary(frame))) => match codec::decode_frame(&frame) {
+                Ok(messages) => {
+                    let sent = tokio::select! {
+                        sent = membership.send(messages) => sent,
+                        () = closer.closed() => break,
+                    };
+                    if sent.is_err() {
+                        closer.close(CloseCode::InternalError);
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::info!(doc = %doc, %peer, error = %err, "malformed frame");
+                    closer.close(CloseCode::MalformedMessage);
+                    break;
+                }
+            },
+            Some(Ok(WsMessage::Text(_))) => {
+                closer.close(CloseCode::UnsupportedData);
+                break;
+            }
+            Some(Ok(WsMessage::Close(_))) | None => {
+                closer.finish();
+                break;
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+            Some(Err(err)) => {
+                match close_code_for(err) {
+                    Some(code) => {
+                        tracing::info!(doc = %doc, %peer, code = code.code(), "closing connection after read error");
+                        closer.close(code);
+                    }
+                    None => closer.finish(),
+                }
+                break;
+            }
+        }
+    }
+    membership.leave().await;
+    let _ = writer.await;
+    tracing::debug!(doc = %doc, %peer, code = ?closer.code(), "peer left");
+}

@@ -1,0 +1,66 @@
+//! The Weft relay as a library: [`run`] serves the HTTP and WebSocket API on a bound listener until
+//! a shutdown token is cancelled. `main.rs` and the end-to-end tests both call it.
+
+pub mod config;
+pub mod http;
+pub mod rooms;
+pub mod storage;
+
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+use crate::http::AppState;
+use crate::rooms::Rooms;
+use crate::storage::Storage;
+
+/// Serves on `listener` until `shutdown` is cancelled, then shuts down in order: stop accepting,
+/// close every WebSocket with 1001, let rooms finish their appends, wait up to the grace period, and
+/// flush and close storage.
+///
+/// # Errors
+/// When storage cannot be opened or the listener fails.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let storage = Storage::open(&config.storage).await?;
+    let tracker = TaskTracker::new();
+    let rooms = Rooms::new(
+        storage.clone(),
+        config.rooms.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    let grace = config.shutdown_grace;
+    let state = AppState {
+        rooms,
+        storage: storage.clone(),
+        config: Arc::new(config),
+        shutdown: shutdown.clone(),
+        tracker,
+    };
+    let app = http::router(state.clone());
+    // Small frames must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    state.tracker.close();
+    if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
+        tracing::warn!(
+            tasks = state.tracker.len(),
+            "shutdown grace period over; tasks still running"
+        );
+    }
+    storage.close().await;
+    served?;
+    Ok(())
+}

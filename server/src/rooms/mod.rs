@@ -1,0 +1,219 @@
+//! Live documents: the registry that maps document names to room actors, and joining one.
+//!
+//! A room is spawned on first join and loads its document from storage; it unloads itself after it
+//! has had no peers for `idle_unload`. Joins race with unloading safely: a room that is going away
+//! answers queued joins with `RoomClosed`, and the joiner retries against a fresh room, which loads
+//! everything the old one flushed.
+
+mod peer;
+mod room;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_sync_core::yjs::{Message, RelayLimits};
+use weft_sync_core::{CloseCode, DocId, PeerId};
+
+use crate::storage::{Storage, StorageError};
+pub use peer::{Closer, PeerLink, Undeliverable, link};
+use room::{RoomCommand, RoomHandle};
+
+/// Tuning for live documents.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Limits on document content.
+    pub limits: RelayLimits,
+    /// How long a room with no peers stays loaded.
+    pub idle_unload: Duration,
+    /// Log entries after which a room folds its log into a snapshot.
+    pub compact_after_updates: u64,
+    /// Frames a peer's outbox holds before the peer counts as slow and is disconnected.
+    pub peer_outbox: usize,
+    /// Commands a room's inbox holds before senders wait.
+    pub room_inbox: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            limits: RelayLimits::default(),
+            idle_unload: Duration::from_secs(30),
+            compact_after_updates: 1000,
+            peer_outbox: 1024,
+            room_inbox: 1024,
+        }
+    }
+}
+
+/// Why joining a document failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JoinError {
+    /// The document exists with another CRDT.
+    #[error(transparent)]
+    WrongCrdt(StorageError),
+    /// Storage failed, or the stored document does not load.
+    #[error("document could not be loaded: {0}")]
+    Unavailable(String),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// The room was unloading; retried internally, never returned by [`Rooms::join`].
+    #[error("room closed")]
+    RoomClosed,
+}
+
+impl JoinError {
+    /// The close code a WebSocket connection gets for this error.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Self::WrongCrdt(_) => CloseCode::WrongCrdt,
+            Self::ShuttingDown => CloseCode::GoingAway,
+            Self::Unavailable(_) | Self::RoomClosed => CloseCode::InternalError,
+        }
+    }
+}
+
+/// The registry of live rooms. Cheap to clone.
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Shared>,
+}
+
+/// What every room actor shares with the registry.
+struct Shared {
+    live: Mutex<HashMap<DocId, RoomHandle>>,
+    storage: Storage,
+    config: RoomConfig,
+    next_peer: AtomicU64,
+    next_generation: AtomicU64,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// Removes `doc`'s entry if it still belongs to the room of `generation`.
+    fn forget(&self, doc: &DocId, generation: u64) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.get(doc).is_some_and(|h| h.generation == generation) {
+            live.remove(doc);
+        }
+    }
+}
+
+/// A peer's membership in a room: how its connection sends messages in, and leaves.
+pub struct Membership {
+    peer: PeerId,
+    room: mpsc::Sender<RoomCommand>,
+}
+
+/// The room is gone (it failed or the server is stopping).
+#[derive(Debug)]
+pub struct RoomGone;
+
+impl Membership {
+    /// This peer's id.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// Hands decoded messages to the room, waiting while its inbox is full.
+    ///
+    /// # Errors
+    /// [`RoomGone`] when the room has stopped.
+    pub async fn send(&self, messages: Vec<Message>) -> Result<(), RoomGone> {
+        self.room
+            .send(RoomCommand::Messages {
+                peer: self.peer,
+                messages,
+            })
+            .await
+            .map_err(|_| RoomGone)
+    }
+
+    /// Leaves the room (its awareness states are removed for the others).
+    pub async fn leave(self) {
+        let _ = self.room.send(RoomCommand::Leave { peer: self.peer }).await;
+    }
+}
+
+impl Rooms {
+    /// An empty registry. Rooms run on `tracker` and stop when `shutdown` is cancelled.
+    pub fn new(
+        storage: Storage,
+        config: RoomConfig,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                live: Mutex::new(HashMap::new()),
+                storage,
+                config,
+                next_peer: AtomicU64::new(1),
+                next_generation: AtomicU64::new(1),
+                tracker,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Joins `doc`, loading it if needed. Frames for the peer go to `link` from now on.
+    ///
+    /// # Errors
+    /// [`JoinError`] when the document cannot be served.
+    pub async fn join(&self, doc: &DocId, link: PeerLink) -> Result<Membership, JoinError> {
+        let peer = PeerId(self.inner.next_peer.fetch_add(1, Ordering::Relaxed));
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return Err(JoinError::ShuttingDown);
+            }
+            let handle = self.room_for(doc);
+            let (reply, joined) = oneshot::channel();
+            let command = RoomCommand::Join {
+                peer,
+                link: link.clone(),
+                reply,
+            };
+            if handle.tx.send(command).await.is_err() {
+                self.inner.forget(doc, handle.generation);
+                continue;
+            }
+            match joined.await {
+                Ok(Ok(())) => {
+                    return Ok(Membership {
+                        peer,
+                        room: handle.tx,
+                    });
+                }
+                Ok(Err(JoinError::RoomClosed)) | Err(_) => {
+                    self.inner.forget(doc, handle.generation);
+                    tokio::task::yield_now().await;
+                }
+                Ok(Err(err)) => return Err(err),
+            }
+        }
+    }
+
+    /// Number of loaded rooms.
+    pub fn live_count(&self) -> usize {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn room_for(&self, doc: &DocId) -> RoomHandle {
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = live.get(doc)
+            && !handle.tx.is_closed()
+        {
+            return handle.clone();
+        }
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let handle = room::spawn(doc.clone(), generation, self.inner.clone());
+        live.insert(doc.clone(), handle.clone());
+        handle
+    }
+}

@@ -1,0 +1,476 @@
+//! Durable storage: the append-only update log, compacted snapshots and document metadata in SQLite
+//! (WAL mode), with large snapshots in an `object_store` blob directory.
+//!
+//! All writes go through one writer thread that commits whatever has queued up in a single
+//! transaction (group commit, see [`writer`]); reads run on pooled read-only connections on the
+//! blocking thread pool. Nothing here knows about peers or wire formats.
+
+mod schema;
+mod writer;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as BlobPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+use weft_sync_core::DocId;
+
+use writer::{Done, SnapshotData, WriteRequest};
+
+pub use schema::latest_version as schema_version;
+
+/// When the log counts as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every commit is fsynced before it is acknowledged (SQLite `synchronous=FULL`): survives power loss.
+    Fsync,
+    /// Commits reach the OS page cache before acknowledgement (`synchronous=NORMAL`): survives a crash
+    /// of the process, not of the machine.
+    Buffered,
+}
+
+/// Where and how to store.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Directory holding `weft.sqlite3` and the `blobs/` directory; created if missing.
+    pub data_dir: PathBuf,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Snapshots larger than this go to the blob store instead of SQLite.
+    pub snapshot_inline_max: usize,
+}
+
+/// Which CRDT a document uses; fixed when the document is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crdt {
+    /// A Yjs (yrs) document.
+    Yjs,
+    /// An Automerge document.
+    Automerge,
+}
+
+impl Crdt {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Yjs => "yjs",
+            Self::Automerge => "automerge",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StorageError> {
+        match s {
+            "yjs" => Ok(Self::Yjs),
+            "automerge" => Ok(Self::Automerge),
+            other => Err(StorageError::Corrupt(format!("unknown crdt {other:?}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Crdt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A document's row key in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DocKey(pub i64);
+
+/// An update to append to a document's log.
+#[derive(Debug, Clone)]
+pub struct NewUpdate {
+    /// Log position; strictly increasing per document.
+    pub seq: u64,
+    /// The update exactly as received.
+    pub bytes: Bytes,
+    /// Who wrote it, when known.
+    pub user_id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// Everything needed to rebuild a document: the latest snapshot and the log after it.
+#[derive(Debug)]
+pub struct StoredDoc {
+    /// The document's key.
+    pub key: DocKey,
+    /// The snapshot (covering the log up to `.0`) and its bytes.
+    pub snapshot: Option<(u64, Bytes)>,
+    /// Log entries after the snapshot, in sequence order.
+    pub log: Vec<(u64, Bytes)>,
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The blob store reported an error.
+    #[error("blob store error: {0}")]
+    Blob(String),
+    /// The document exists with another CRDT.
+    #[error("document {name:?} is a {found} document, not {expected}")]
+    WrongCrdt {
+        /// The document's name.
+        name: String,
+        /// The CRDT the caller asked for.
+        expected: Crdt,
+        /// The CRDT the document was created with.
+        found: Crdt,
+    },
+    /// Stored data is not what this build wrote.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Storage is shutting down.
+    #[error("storage is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Database(err.to_string())
+    }
+}
+
+impl From<object_store::Error> for StorageError {
+    fn from(err: object_store::Error) -> Self {
+        Self::Blob(err.to_string())
+    }
+}
+
+/// A pending commit: resolves once the write is durable (or failed).
+#[must_use = "a receipt is how the caller learns the write is durable"]
+pub struct Receipt(oneshot::Receiver<Result<Done, StorageError>>);
+
+impl Future for Receipt {
+    type Output = Result<(), StorageError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|outcome| match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(StorageError::Closed),
+        })
+    }
+}
+
+/// Cloneable handle to the store.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db_path: PathBuf,
+    writer: mpsc::Sender<WriteRequest>,
+    readers: Mutex<Vec<Connection>>,
+    blobs: Arc<dyn ObjectStore>,
+    snapshot_inline_max: usize,
+}
+
+/// Requests that may wait for the writer thread at once; senders beyond that wait their turn.
+const WRITE_QUEUE: usize = 4096;
+
+impl Storage {
+    /// Opens (creating and migrating if needed) the store under `config.data_dir` and starts the
+    /// writer thread.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the directory, database or blob store cannot be opened.
+    pub async fn open(config: &StorageConfig) -> Result<Self, StorageError> {
+        let data_dir = config.data_dir.clone();
+        let durability = config.durability;
+        let (db_path, conn) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+            std::fs::create_dir_all(data_dir.join("blobs"))
+                .map_err(|e| StorageError::Database(format!("creating {}: {e}", data_dir.display())))?;
+            let db_path = data_dir.join("weft.sqlite3");
+            let mut conn = Connection::open(&db_path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let synchronous = match durability {
+                Durability::Fsync => "FULL",
+                Durability::Buffered => "NORMAL",
+            };
+            conn.pragma_update(None, "synchronous", synchronous)?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            schema::migrate(&mut conn)?;
+            Ok((db_path, conn))
+        })
+        .await
+        .map_err(|e| StorageError::Database(format!("opening task failed: {e}")))??;
+
+        let blobs = LocalFileSystem::new_with_prefix(config.data_dir.join("blobs"))?
+            .with_fsync(durability == Durability::Fsync);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        writer::spawn(conn, rx).map_err(|e| StorageError::Database(format!("starting writer: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db_path,
+                writer: tx,
+                readers: Mutex::new(Vec::new()),
+                blobs: Arc::new(blobs),
+                snapshot_inline_max: config.snapshot_inline_max,
+            }),
+        })
+    }
+
+    /// Loads a document, creating it with `crdt` if it does not exist.
+    ///
+    /// # Errors
+    /// [`StorageError::WrongCrdt`] when it exists with another CRDT; other variants when storage fails.
+    pub async fn load_or_create(
+        &self,
+        name: &DocId,
+        crdt: Crdt,
+        now_ms: i64,
+    ) -> Result<StoredDoc, StorageError> {
+        let lookup_name = name.as_str().to_owned();
+        let found = self
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT key, crdt FROM documents WHERE name = ?1",
+                    [&lookup_name],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        let (key, found_crdt) = match found {
+            Some((key, crdt)) => (DocKey(key), Crdt::parse(&crdt)?),
+            None => {
+                let request = |reply| WriteRequest::CreateDocument {
+                    name: name.as_str().to_owned(),
+                    crdt,
+                    at_ms: now_ms,
+                    reply,
+                };
+                match self.write(request).await? {
+                    Done::Created(key, crdt) => (key, crdt),
+                    other => {
+                        return Err(StorageError::Corrupt(format!(
+                            "unexpected writer reply {other:?}"
+                        )));
+                    }
+                }
+            }
+        };
+        if found_crdt != crdt {
+            return Err(StorageError::WrongCrdt {
+                name: name.to_string(),
+                expected: crdt,
+                found: found_crdt,
+            });
+        }
+        let (snapshot, log) = self.read(move |conn| read_document(conn, key)).await?;
+        let snapshot = match snapshot {
+            None => None,
+            Some((upto, StoredSnapshot::Inline(bytes))) => Some((upto, bytes)),
+            Some((upto, StoredSnapshot::Blob(blob_key))) => {
+                let bytes = self
+                    .inner
+                    .blobs
+                    .get(&BlobPath::from(blob_key))
+                    .await?
+                    .bytes()
+                    .await?;
+                Some((upto, bytes))
+            }
+        };
+        Ok(StoredDoc { key, snapshot, log })
+    }
+
+    /// Queues `updates` for appending to `doc`'s log, in order, after every write queued before.
+    /// Returns once queued; the [`Receipt`] resolves when the updates are durable.
+    ///
+    /// # Errors
+    /// [`StorageError::Closed`] when storage is shutting down.
+    pub async fn append(&self, doc: DocKey, updates: Vec<NewUpdate>) -> Result<Receipt, StorageError> {
+        let (reply, done) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteRequest::Append { doc, updates, reply })
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        Ok(Receipt(done))
+    }
+
+    /// Replaces `doc`'s log prefix up to `upto` with `state` atomically. The caller must have queued
+    /// every append up to `upto` before calling this.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the snapshot could not be stored; the log is then unchanged.
+    pub async fn compact(
+        &self,
+        doc: DocKey,
+        upto: u64,
+        state: Bytes,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let size = state.len();
+        let (data, new_blob) = if size > self.inner.snapshot_inline_max {
+            let key = format!("snapshots/{}/{upto}.bin", doc.0);
+            self.inner
+                .blobs
+                .put(&BlobPath::from(key.clone()), state.into())
+                .await?;
+            (
+                SnapshotData::Blob {
+                    key: key.clone(),
+                    size,
+                },
+                Some(key),
+            )
+        } else {
+            (SnapshotData::Inline(state), None)
+        };
+        let request = |reply| WriteRequest::Compact {
+            doc,
+            upto,
+            data,
+            at_ms: now_ms,
+            reply,
+        };
+        match self.write(request).await {
+            Ok(Done::Compacted { replaced_blob }) => {
+                if let Some(old) = replaced_blob.filter(|old| Some(old) != new_blob.as_ref()) {
+                    self.delete_blob(old).await;
+                }
+                Ok(())
+            }
+            Ok(other) => Err(StorageError::Corrupt(format!(
+                "unexpected writer reply {other:?}"
+            ))),
+            Err(err) => {
+                if let Some(key) = new_blob {
+                    self.delete_blob(key).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether the database answers a query and the writer is running.
+    pub async fn is_ready(&self) -> bool {
+        !self.inner.writer.is_closed()
+            && self
+                .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+                .await
+                .is_ok()
+    }
+
+    /// Commits everything queued so far and stops the writer thread. Later writes fail with
+    /// [`StorageError::Closed`].
+    pub async fn close(&self) {
+        let request = |reply| WriteRequest::Close { reply };
+        if let Err(err) = self.write(request).await
+            && !matches!(err, StorageError::Closed)
+        {
+            tracing::warn!(error = %err, "closing storage");
+        }
+    }
+
+    /// Path of the SQLite database file.
+    pub fn db_path(&self) -> &std::path::Path {
+        &self.inner.db_path
+    }
+
+    async fn delete_blob(&self, key: String) {
+        if let Err(err) = self.inner.blobs.delete(&BlobPath::from(key.clone())).await {
+            tracing::warn!(blob = %key, error = %err, "could not delete replaced snapshot blob");
+        }
+    }
+
+    async fn write(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<Done, StorageError>>) -> WriteRequest,
+    ) -> Result<Done, StorageError> {
+        let (reply, done) = oneshot::channel();
+        self.inner
+            .writer
+            .send(request(reply))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        done.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs `f` on a pooled read-only connection on the blocking thread pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&inner.db_path)?,
+            };
+            let result = f(&mut conn);
+            inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            Ok(result?)
+        })
+        .await
+        .map_err(|e| StorageError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+enum StoredSnapshot {
+    Inline(Bytes),
+    Blob(String),
+}
+
+type DocumentRows = (Option<(u64, StoredSnapshot)>, Vec<(u64, Bytes)>);
+
+/// Reads a document's snapshot row and log tail in one read transaction, so both come from the same
+/// database state.
+fn read_document(conn: &mut Connection, key: DocKey) -> rusqlite::Result<DocumentRows> {
+    let tx = conn.transaction()?;
+    let snapshot = tx
+        .query_row(
+            "SELECT upto, bytes, blob_key FROM snapshots WHERE doc = ?1",
+            [key.0],
+            |row| {
+                let upto: i64 = row.get(0)?;
+                let bytes: Option<Vec<u8>> = row.get(1)?;
+                let blob_key: Option<String> = row.get(2)?;
+                let data = match (bytes, blob_key) {
+                    (Some(bytes), _) => StoredSnapshot::Inline(Bytes::from(bytes)),
+                    (None, Some(key)) => StoredSnapshot::Blob(key),
+                    (None, None) => StoredSnapshot::Inline(Bytes::new()),
+                };
+                Ok((upto as u64, data))
+            },
+        )
+        .optional()?;
+    let after = snapshot.as_ref().map_or(0, |(upto, _)| *upto as i64);
+    let mut stmt = tx.prepare("SELECT seq, bytes FROM updates WHERE doc = ?1 AND seq > ?2 ORDER BY seq")?;
+    let log = stmt
+        .query_map([key.0, after], |row| {
+            Ok((
+                row.get::<_, i64>(0)? as u64,
+                Bytes::from(row.get::<_, Vec<u8>>(1)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(stmt);
+    tx.finish()?;
+    Ok((snapshot, log))
+}
