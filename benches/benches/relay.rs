@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use weft_benches::{TEXT_ROOT, Trace};
-use weft_sync_core::PeerId;
-use weft_sync_core::yjs::{Event, Message, Relay, RelayLimits};
+use weft_sync_core::yjs::{Message, Relay, RelayLimits};
+use weft_sync_core::{Access, Event, PeerId};
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, Transact, Update};
 
@@ -23,7 +23,7 @@ fn joined_relay(peers: u64) -> Relay {
     let mut relay = Relay::new(RelayLimits::default());
     for n in 0..peers {
         let peer = PeerId(n);
-        relay.handle_join(peer);
+        relay.handle_join(peer, Access::ReadWrite);
         // An empty state vector: the peer is synced once the relay answers, and receives broadcasts.
         relay.handle_message(peer, Message::SyncStep1(Bytes::from_static(&[0])));
     }
@@ -41,7 +41,8 @@ fn relay_trace(relay: &mut Relay, updates: &[Bytes]) -> u64 {
             match event {
                 Event::Append { seq, .. } => relay.handle_durable(seq),
                 Event::Broadcast { .. } => broadcasts += 1,
-                Event::Send { .. } => {}
+                Event::Send { .. } | Event::Acknowledge { .. } => {}
+                Event::Refused { peer } => panic!("{peer} has write access"),
                 Event::Close { peer, code, detail } => {
                     panic!("the relay closed {peer} ({code:?}): {detail}")
                 }
@@ -56,9 +57,7 @@ fn apply_bare(doc: &Doc, updates: &[Bytes]) {
     for update in updates {
         // Holds: the updates were produced by yrs itself from the trace (checked in `relay_bench`).
         let update = Update::decode_v1(update).expect("trace updates decode");
-        doc.transact_mut()
-            .apply_update(update)
-            .expect("trace updates apply");
+        doc.transact_mut().apply_update(update).expect("trace updates apply");
     }
 }
 
@@ -74,16 +73,10 @@ fn relay_bench(c: &mut Criterion) {
     // integrated and echoed, and both paths end with the trace's final text.
     let bare = Doc::new();
     apply_bare(&bare, &updates);
-    assert!(
-        text_of(&bare) == trace.end_content,
-        "bare replica diverged from the trace"
-    );
+    assert!(text_of(&bare) == trace.end_content, "bare replica diverged from the trace");
     let mut relay = joined_relay(1);
     assert_eq!(relay_trace(&mut relay, &updates), updates.len() as u64);
-    assert!(
-        text_of(relay.doc()) == trace.end_content,
-        "relay replica diverged from the trace"
-    );
+    assert!(text_of(relay.doc()) == trace.end_content, "relay replica diverged from the trace");
     drop((bare, relay));
 
     let mut group = c.benchmark_group("automerge_paper");

@@ -121,10 +121,7 @@ impl YjsSync {
         // observer. The sync task drains it continuously, connected or not.
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         let local_seq = Arc::new(AtomicU64::new(0));
-        let observer = Origin::from(format!(
-            "weft-client-{}",
-            NEXT_OBSERVER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let observer = Origin::from(format!("weft-client-{}", NEXT_OBSERVER.fetch_add(1, Ordering::Relaxed)));
         let remote = Origin::from(REMOTE_ORIGIN);
         let counter = local_seq.clone();
         doc.observe_update_v1(observer.clone(), move |txn: &TransactionMut, event| {
@@ -146,14 +143,7 @@ impl YjsSync {
             handled_local: 0,
         };
         let task = tokio::spawn(task.run());
-        Ok(Self {
-            doc,
-            observer,
-            local_seq,
-            status,
-            commands,
-            task: Some(task),
-        })
+        Ok(Self { doc, observer, local_seq, status, commands, task: Some(task) })
     }
 
     /// The synced document. Edit it as usual; edits are sent automatically.
@@ -185,10 +175,7 @@ impl YjsSync {
     /// [`ClientError::Timeout`] or [`ClientError::Stopped`].
     pub async fn wait_acknowledged(&self, timeout: Duration) -> Result<(), ClientError> {
         let target = self.local_seq.load(Ordering::SeqCst);
-        self.wait_for(timeout, "acknowledgement", |s| {
-            s.acknowledged_upto.is_some_and(|n| n >= target)
-        })
-        .await
+        self.wait_for(timeout, "acknowledgement", |s| s.acknowledged_upto.is_some_and(|n| n >= target)).await
     }
 
     /// Waits until `predicate` holds for the status.

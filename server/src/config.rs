@@ -114,11 +114,8 @@ pub struct Config {
 impl Config {
     /// The defaults, storing under `data_dir`.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        Self::resolve(Settings {
-            data_dir: Some(data_dir.into()),
-            ..Settings::default()
-        })
-        .expect("the defaults are valid")
+        Self::resolve(Settings { data_dir: Some(data_dir.into()), ..Settings::default() })
+            .expect("the defaults are valid")
     }
 
     /// Layers `settings` (flags and environment, as clap parsed them) over the config file they name,
@@ -152,9 +149,7 @@ impl Config {
             bail!("compact_after_updates must be at least 1");
         }
         Ok(Self {
-            listen: s
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             storage: StorageConfig {
                 data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("weft-data")),
                 durability: s.durability.unwrap_or(Durability::Fsync),
@@ -188,16 +183,9 @@ mod tests {
     fn flags_override_the_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("weft.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:9000\"\npeer_outbox = 7\ndurability = \"buffered\"\n",
-        )
-        .unwrap();
-        let flags = Settings {
-            config: Some(file),
-            peer_outbox: Some(9),
-            ..Settings::default()
-        };
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npeer_outbox = 7\ndurability = \"buffered\"\n")
+            .unwrap();
+        let flags = Settings { config: Some(file), peer_outbox: Some(9), ..Settings::default() };
         let config = Config::load(flags).unwrap();
         assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(config.rooms.peer_outbox, 9);
@@ -210,20 +198,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("weft.toml");
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
-        assert!(
-            Config::load(Settings {
-                config: Some(file),
-                ..Settings::default()
-            })
-            .is_err()
-        );
-        assert!(
-            Config::load(Settings {
-                peer_outbox: Some(0),
-                ..Settings::default()
-            })
-            .is_err()
-        );
+        assert!(Config::load(Settings { config: Some(file), ..Settings::default() }).is_err());
+        assert!(Config::load(Settings { peer_outbox: Some(0), ..Settings::default() }).is_err());
     }
 
     #[test]

@@ -28,12 +28,7 @@ use crate::storage::Storage;
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let storage = Storage::open(&config.storage).await?;
     let tracker = TaskTracker::new();
-    let rooms = Rooms::new(
-        storage.clone(),
-        config.rooms.clone(),
-        tracker.clone(),
-        shutdown.clone(),
-    );
+    let rooms = Rooms::new(storage.clone(), config.rooms.clone(), tracker.clone(), shutdown.clone());
     let grace = config.shutdown_grace;
     let state = AppState {
         rooms,
@@ -49,16 +44,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     shutdown.cancel();
     state.tracker.close();
     if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
-        tracing::warn!(
-            tasks = state.tracker.len(),
-            "shutdown grace period over; tasks still running"
-        );
+        tracing::warn!(tasks = state.tracker.len(), "shutdown grace period over; tasks still running");
     }
     storage.close().await;
     served?;

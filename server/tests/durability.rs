@@ -100,11 +100,7 @@ async fn sigkill_while_clients_write_loses_no_acknowledged_update() {
         let check = client(&server.yjs_url("kill-test")).await;
         let present: Vec<String> = items(check.doc());
         let unique: BTreeSet<&String> = present.iter().collect();
-        assert_eq!(
-            unique.len(),
-            present.len(),
-            "seed {seed} round {round}: an update was stored twice"
-        );
+        assert_eq!(unique.len(), present.len(), "seed {seed} round {round}: an update was stored twice");
         let acked_now = acked.lock().unwrap().clone();
         let missing: Vec<&String> = acked_now.iter().filter(|t| !unique.contains(t)).collect();
         assert!(
@@ -115,9 +111,6 @@ async fn sigkill_while_clients_write_loses_no_acknowledged_update() {
         assert!(server.terminate().success(), "clean exit on SIGTERM");
     }
     let total = acked.lock().unwrap().len();
-    assert!(
-        total >= ROUNDS * 8,
-        "only {total} updates were acknowledged; the test proved little"
-    );
+    assert!(total >= ROUNDS * 8, "only {total} updates were acknowledged; the test proved little");
     println!("{total} acknowledged updates survived {ROUNDS} SIGKILLs");
 }

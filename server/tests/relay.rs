@@ -43,9 +43,7 @@ async fn state_survives_a_restart_and_clients_reconnect_by_themselves() {
     a.wait_acknowledged(WAIT).await.unwrap();
 
     let server = server.restart().await;
-    a.wait_for(WAIT, "reconnect", |s| s.connections >= 2 && s.synced)
-        .await
-        .unwrap();
+    a.wait_for(WAIT, "reconnect", |s| s.connections >= 2 && s.synced).await.unwrap();
     insert(a.doc(), 0, "after restart, ");
     a.wait_acknowledged(WAIT).await.unwrap();
 
@@ -90,17 +88,11 @@ async fn awareness_reaches_others_and_is_removed_when_its_owner_leaves() {
     let b = client(&server.yjs_url("presence")).await;
     let a_id = a.doc().client_id().get();
     a.set_awareness(Some(r#"{"user":{"name":"ann"}}"#.into()));
-    b.wait_for(WAIT, "ann's presence", |s| {
-        s.remote_awareness.get(&a_id).is_some_and(|v| v.contains("ann"))
-    })
-    .await
-    .unwrap();
+    b.wait_for(WAIT, "ann's presence", |s| s.remote_awareness.get(&a_id).is_some_and(|v| v.contains("ann")))
+        .await
+        .unwrap();
     a.stop().await;
-    b.wait_for(WAIT, "ann's presence to go", |s| {
-        !s.remote_awareness.contains_key(&a_id)
-    })
-    .await
-    .unwrap();
+    b.wait_for(WAIT, "ann's presence to go", |s| !s.remote_awareness.contains_key(&a_id)).await.unwrap();
     server.stop().await;
 }
 
@@ -110,9 +102,7 @@ async fn a_ten_megabyte_paste_syncs() {
     let server = TestServer::start(dir.path()).await;
     let a = client(&server.yjs_url("paste")).await;
     let b = client(&server.yjs_url("paste")).await;
-    let paste: String = (0..10 * 1024 * 1024)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
+    let paste: String = (0..10 * 1024 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     insert(a.doc(), 0, &paste);
     a.wait_acknowledged(WAIT).await.unwrap();
     eventually("the paste to reach b", || text(b.doc()).len() == paste.len()).await;
@@ -130,11 +120,7 @@ async fn a_message_over_the_size_limit_closes_with_4413_and_other_peers_are_unaf
     good.wait_acknowledged(WAIT).await.unwrap();
 
     let mut ws = raw(&server.yjs_url("limit")).await;
-    send(
-        &mut ws,
-        Message::Update(vec![0; 100 * 1024].into()).encode().to_vec(),
-    )
-    .await;
+    send(&mut ws, Message::Update(vec![0; 100 * 1024].into()).encode().to_vec()).await;
     assert_eq!(close_code(&mut ws).await, Some(4413));
 
     insert(good.doc(), 4, " and more");
@@ -181,23 +167,11 @@ async fn bad_input_gets_its_close_code_and_corrupts_nothing() {
         ("an unknown message type", vec![9, 1, 2, 3], 4400),
         ("an unknown sync type", vec![0, 7, 0], 4400),
         ("a payload longer than the frame", vec![0, 2, 50, 1, 2, 3], 4400),
-        (
-            "an awareness state that is not JSON",
-            vec![1, 6, 1, 5, 1, 2, b'{', b'x'],
-            4400,
-        ),
+        ("an awareness state that is not JSON", vec![1, 6, 1, 5, 1, 2, b'{', b'x'], 4400),
         ("an empty frame", vec![], 4400),
-        (
-            "a step 2 that is not an update",
-            vec![0, 1, 4, 0xff, 0xff, 0xff, 0xff],
-            4422,
-        ),
+        ("a step 2 that is not an update", vec![0, 1, 4, 0xff, 0xff, 0xff, 0xff], 4422),
         ("an update that is not an update", vec![0, 2, 3, 9, 9, 9], 4422),
-        (
-            "a step 1 whose state vector does not decode",
-            vec![0, 0, 3, 5, 1, 1],
-            4422,
-        ),
+        ("a step 1 whose state vector does not decode", vec![0, 0, 3, 5, 1, 1], 4422),
         (
             "a valid message followed by garbage",
             [vec![0, 0, valid_sv.len() as u8], valid_sv.clone(), vec![0xff]].concat(),
@@ -210,18 +184,12 @@ async fn bad_input_gets_its_close_code_and_corrupts_nothing() {
         assert_eq!(close_code(&mut ws).await, Some(expected), "{what}");
     }
     let mut ws = raw(&url).await;
-    futures_util::SinkExt::send(
-        &mut ws,
-        tokio_tungstenite::tungstenite::Message::Text("hello".into()),
-    )
-    .await
-    .unwrap();
+    futures_util::SinkExt::send(&mut ws, tokio_tungstenite::tungstenite::Message::Text("hello".into()))
+        .await
+        .unwrap();
     assert_eq!(close_code(&mut ws).await, Some(4415), "a text frame");
 
-    assert!(
-        good.status().borrow().connected,
-        "the well-behaved peer stays connected"
-    );
+    assert!(good.status().borrow().connected, "the well-behaved peer stays connected");
     insert(good.doc(), 6, " still");
     good.wait_acknowledged(WAIT).await.unwrap();
     let server = server.restart().await;
@@ -257,22 +225,12 @@ async fn a_slow_peer_is_disconnected_then_resyncs() {
     // Reading now drains what was buffered, then the connection ends: with 4529 when the close frame
     // could still be queued, otherwise with the TCP connection dropped.
     let ended = close_code(&mut slow).await;
-    assert!(
-        matches!(ended, Some(4529) | None),
-        "slow peer ended with {ended:?}"
-    );
+    assert!(matches!(ended, Some(4529) | None), "slow peer ended with {ended:?}");
 
     let resynced = client(&url).await;
-    eventually("the resynced peer to hold everything", || {
-        items(resynced.doc()).len() == 320
-    })
-    .await;
+    eventually("the resynced peer to hold everything", || items(resynced.doc()).len() == 320).await;
     let writer_status = writer.status().borrow().clone();
-    assert_eq!(
-        (writer_status.connected, writer_status.connections),
-        (true, 1),
-        "the writer was never cut"
-    );
+    assert_eq!((writer_status.connected, writer_status.connections), (true, 1), "the writer was never cut");
     server.stop().await;
 }
 
@@ -302,20 +260,13 @@ async fn idle_documents_unload_after_folding_their_log_into_a_snapshot() {
 
     let db = rusqlite::Connection::open(db_path(dir.path())).unwrap();
     let counts = || -> (i64, i64) {
-        let updates = db
-            .query_row("SELECT count(*) FROM updates", [], |r| r.get(0))
-            .unwrap();
-        let snapshots = db
-            .query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0))
-            .unwrap();
+        let updates = db.query_row("SELECT count(*) FROM updates", [], |r| r.get(0)).unwrap();
+        let snapshots = db.query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0)).unwrap();
         (updates, snapshots)
     };
     eventually("the log to be folded into a snapshot", || counts() == (0, 1)).await;
     let b = client(&server.yjs_url("idle")).await;
-    assert_eq!(
-        items(b.doc()),
-        (0..5).map(|i| format!("item {i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(items(b.doc()), (0..5).map(|i| format!("item {i}")).collect::<Vec<_>>());
     server.stop().await;
 }
 
@@ -335,34 +286,16 @@ async fn compaction_under_load_keeps_every_update() {
     }
     a.wait_acknowledged(WAIT).await.unwrap();
     let db = rusqlite::Connection::open(db_path(dir.path())).unwrap();
-    let blob_snapshots: i64 = db
-        .query_row(
-            "SELECT count(*) FROM snapshots WHERE blob_key IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        blob_snapshots, 1,
-        "a snapshot over the inline limit lives in the blob store"
-    );
-    let remaining: i64 = db
-        .query_row("SELECT count(*) FROM updates", [], |r| r.get(0))
-        .unwrap();
-    assert!(
-        remaining < 200,
-        "the log was compacted ({remaining} entries left)"
-    );
+    let blob_snapshots: i64 =
+        db.query_row("SELECT count(*) FROM snapshots WHERE blob_key IS NOT NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(blob_snapshots, 1, "a snapshot over the inline limit lives in the blob store");
+    let remaining: i64 = db.query_row("SELECT count(*) FROM updates", [], |r| r.get(0)).unwrap();
+    assert!(remaining < 200, "the log was compacted ({remaining} entries left)");
 
     let server = server.restart().await;
     let fresh = client(&server.yjs_url("compaction")).await;
-    assert_eq!(
-        items(fresh.doc()),
-        (0..200).map(|i| i.to_string()).collect::<Vec<_>>()
-    );
-    let blobs = std::fs::read_dir(dir.path().join("blobs/snapshots"))
-        .unwrap()
-        .count();
+    assert_eq!(items(fresh.doc()), (0..200).map(|i| i.to_string()).collect::<Vec<_>>());
+    let blobs = std::fs::read_dir(dir.path().join("blobs/snapshots")).unwrap().count();
     assert_eq!(blobs, 1, "replaced snapshot blobs are deleted");
     server.stop().await;
 }
@@ -382,10 +315,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn http_endpoints_answer_with_json() {
     let dir = temp_dir();
     let server = TestServer::start(dir.path()).await;
-    assert_eq!(
-        http_get(server.addr, "/healthz").await,
-        (200, r#"{"status":"ok"}"#.into())
-    );
+    assert_eq!(http_get(server.addr, "/healthz").await, (200, r#"{"status":"ok"}"#.into()));
     let (status, body) = http_get(server.addr, "/readyz").await;
     assert_eq!(status, 200);
     assert!(body.contains(r#""status":"ready""#));

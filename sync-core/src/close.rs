@@ -86,11 +86,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip_through_their_numbers() {
-        for code in [
-            CloseCode::GoingAway,
-            CloseCode::SlowConsumer,
-            CloseCode::InvalidUpdate,
-        ] {
+        for code in [CloseCode::GoingAway, CloseCode::SlowConsumer, CloseCode::InvalidUpdate] {
             assert_eq!(CloseCode::from_code(code.code()), Some(code));
         }
         assert_eq!(CloseCode::from_code(1000), None);

@@ -42,10 +42,7 @@ impl DocId {
             return Err(InvalidDocId::Empty);
         }
         if name.len() > MAX_DOC_ID_BYTES {
-            return Err(InvalidDocId::TooLong {
-                len: name.len(),
-                max: MAX_DOC_ID_BYTES,
-            });
+            return Err(InvalidDocId::TooLong { len: name.len(), max: MAX_DOC_ID_BYTES });
         }
         if name.chars().any(char::is_control) {
             return Err(InvalidDocId::ControlCharacter);
@@ -90,10 +87,7 @@ mod tests {
         assert!(DocId::new("notes/2026 plan ✓").is_ok());
         assert_eq!(DocId::new(""), Err(InvalidDocId::Empty));
         assert_eq!(DocId::new("a\0b"), Err(InvalidDocId::ControlCharacter));
-        assert!(matches!(
-            DocId::new("x".repeat(513)),
-            Err(InvalidDocId::TooLong { len: 513, .. })
-        ));
+        assert!(matches!(DocId::new("x".repeat(513)), Err(InvalidDocId::TooLong { len: 513, .. })));
         assert!(DocId::new("x".repeat(512)).is_ok());
     }
 }

@@ -6,8 +6,11 @@
 //! the relay, in the SDK and in deterministic simulations.
 
 pub mod close;
+pub mod hocuspocus;
 pub mod ids;
+pub mod relay;
 pub mod yjs;
 
 pub use close::CloseCode;
 pub use ids::{DocId, InvalidDocId, PeerId};
+pub use relay::{Access, Event, LoadError, Snapshot};

@@ -100,10 +100,7 @@ fn unhex(text: &str) -> Bytes {
         }
     }
     assert!(text.len().is_multiple_of(2), "odd-length hex string");
-    text.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| nibble(pair[0]) << 4 | nibble(pair[1]))
-        .collect()
+    text.as_bytes().chunks_exact(2).map(|pair| nibble(pair[0]) << 4 | nibble(pair[1])).collect()
 }
 
 /// Short description of bytes for failure messages: length and the first bytes in hex.
@@ -136,12 +133,7 @@ fn for_every_case(check: impl Fn(&GoldenCase) -> Result<(), String>) {
         .iter()
         .filter_map(|case| check(case).err().map(|why| format!("{}: {why}", case.name)))
         .collect();
-    assert!(
-        failures.is_empty(),
-        "{} golden case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} golden case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// JSON equality where numbers compare by value: yrs stores every JS number as a float, so `42`
@@ -164,10 +156,7 @@ fn fixture_covers_every_message_kind_and_multi_byte_lengths() {
     let golden = golden();
     assert_eq!(golden.generated_by, "compat/golden/generate.mjs");
     for package in ["yjs", "y-protocols", "lib0"] {
-        assert!(
-            golden.packages.contains_key(package),
-            "fixture does not say which {package} produced it"
-        );
+        assert!(golden.packages.contains_key(package), "fixture does not say which {package} produced it");
     }
     let kinds: std::collections::BTreeSet<&str> = golden
         .cases
@@ -182,20 +171,10 @@ fn fixture_covers_every_message_kind_and_multi_byte_lengths() {
             GoldenMessage::QueryAwareness => "query_awareness",
         })
         .collect();
-    assert_eq!(
-        kinds.len(),
-        6,
-        "every y-protocols message kind is captured, got {kinds:?}"
-    );
-    assert!(
-        golden.cases.iter().any(|c| c.messages.len() > 1),
-        "a frame holding several messages"
-    );
+    assert_eq!(kinds.len(), 6, "every y-protocols message kind is captured, got {kinds:?}");
+    assert!(golden.cases.iter().any(|c| c.messages.len() > 1), "a frame holding several messages");
     // Payloads of 16 KiB and more need a three-byte varUint length prefix.
-    assert!(
-        golden.cases.iter().any(|c| c.frame_hex.len() / 2 > 1 << 14),
-        "a frame with a multi-byte length"
-    );
+    assert!(golden.cases.iter().any(|c| c.frame_hex.len() / 2 > 1 << 14), "a frame with a multi-byte length");
 }
 
 #[test]
@@ -245,10 +224,7 @@ fn single_message_frames_cut_short_are_rejected() {
         let frame = case.frame();
         for end in [0, 1, frame.len() / 2, frame.len() - 1] {
             if end < frame.len() && decode_frame(&frame.slice(..end)).is_ok() {
-                return Err(format!(
-                    "a {end}-byte prefix of the {}-byte frame decoded",
-                    frame.len()
-                ));
+                return Err(format!("a {end}-byte prefix of the {}-byte frame decoded", frame.len()));
             }
         }
         Ok(())
@@ -333,13 +309,7 @@ fn awareness_payloads_decode_to_the_captured_entries() {
         let payloads: Vec<Bytes> = case
             .expected_messages()
             .into_iter()
-            .filter_map(|m| {
-                if let Message::Awareness(p) = m {
-                    Some(p)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|m| if let Message::Awareness(p) = m { Some(p) } else { None })
             .collect();
         let Some(want) = &case.awareness else {
             return if payloads.is_empty() {

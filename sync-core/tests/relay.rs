@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use weft_sync_core::yjs::awareness::{self, AwarenessEntry};
 use weft_sync_core::yjs::codec::decode_frame;
-use weft_sync_core::yjs::{Event, Message, Relay, RelayLimits};
+use weft_sync_core::yjs::{Message, Relay, RelayLimits};
+use weft_sync_core::{Access, Event};
 use weft_sync_core::{CloseCode, PeerId};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -38,7 +39,7 @@ fn text_of(doc: &Doc) -> String {
 
 /// Joins `peer` and answers its step 1 with an empty state vector; discards the events.
 fn join_synced(relay: &mut Relay, peer: PeerId) {
-    relay.handle_join(peer);
+    relay.handle_join(peer, Access::ReadWrite);
     relay.handle_message(peer, Message::SyncStep1(Bytes::from_static(&[0])));
     events(relay);
 }
@@ -47,30 +48,17 @@ fn join_synced(relay: &mut Relay, peer: PeerId) {
 fn join_greets_with_state_vector_then_live_awareness() {
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);
-    let entry = AwarenessEntry {
-        client_id: 9,
-        clock: 1,
-        state: Bytes::from_static(b"{\"u\":1}"),
-    };
-    relay.handle_message(
-        A,
-        Message::Awareness(awareness::encode_update([entry.clone()].iter())),
-    );
+    let entry = AwarenessEntry { client_id: 9, clock: 1, state: Bytes::from_static(b"{\"u\":1}") };
+    relay.handle_message(A, Message::Awareness(awareness::encode_update([entry.clone()].iter())));
     events(&mut relay);
 
-    relay.handle_join(B);
+    relay.handle_join(B, Access::ReadWrite);
     let greeting = events(&mut relay);
     assert_eq!(greeting.len(), 2);
-    let Event::Send { peer: B, frame } = &greeting[0] else {
-        panic!("{greeting:?}")
-    };
+    let Event::Send { peer: B, frame } = &greeting[0] else { panic!("{greeting:?}") };
     assert!(matches!(message(frame), Message::SyncStep1(_)));
-    let Event::Send { peer: B, frame } = &greeting[1] else {
-        panic!("{greeting:?}")
-    };
-    let Message::Awareness(payload) = message(frame) else {
-        panic!("not awareness")
-    };
+    let Event::Send { peer: B, frame } = &greeting[1] else { panic!("{greeting:?}") };
+    let Message::Awareness(payload) = message(frame) else { panic!("not awareness") };
     assert_eq!(awareness::decode_update(&payload).unwrap(), vec![entry]);
 }
 
@@ -84,22 +72,44 @@ fn updates_are_echoed_to_everyone_only_after_they_are_durable() {
     let out = events(&mut relay);
     assert_eq!(
         out,
-        vec![Event::Append {
-            seq: 1,
-            update: update.clone(),
-            peer: A
-        }],
+        vec![Event::Append { seq: 1, update: update.clone(), peer: A }],
         "nothing echoed before durable"
     );
 
     relay.handle_durable(1);
     let out = events(&mut relay);
-    assert_eq!(out.len(), 1);
-    let Event::Broadcast { frame, except } = &out[0] else {
-        panic!("{out:?}")
-    };
+    assert_eq!(out.len(), 2);
+    let Event::Broadcast { frame, except } = &out[0] else { panic!("{out:?}") };
     assert!(except.is_empty(), "the sender gets its echo too");
     assert_eq!(message(frame), Message::Update(update));
+    assert_eq!(out[1], Event::Acknowledge { peer: A });
+}
+
+#[test]
+fn read_only_peers_are_refused_and_nothing_is_stored() {
+    let mut relay = Relay::new(RelayLimits::default());
+    relay.handle_join(A, Access::ReadOnly);
+    relay.handle_message(A, Message::SyncStep1(Bytes::from_static(&[0])));
+    events(&mut relay);
+    relay.handle_message(A, Message::Update(typed(1, "nope")));
+    assert_eq!(events(&mut relay), vec![Event::Refused { peer: A }]);
+    assert_eq!(relay.last_seq(), 0);
+}
+
+#[test]
+fn an_empty_update_is_acknowledged_after_the_writes_before_it() {
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    relay.handle_message(A, Message::SyncStep2(Bytes::from_static(&[0, 0])));
+    assert_eq!(events(&mut relay), vec![Event::Acknowledge { peer: A }], "nothing pending: at once");
+
+    relay.handle_message(A, Message::Update(typed(1, "x")));
+    relay.handle_message(A, Message::SyncStep2(Bytes::from_static(&[0, 0])));
+    let out = events(&mut relay);
+    assert!(matches!(out.as_slice(), [Event::Append { seq: 1, .. }]), "{out:?}");
+    relay.handle_durable(1);
+    let acks = events(&mut relay).into_iter().filter(|e| matches!(e, Event::Acknowledge { .. })).count();
+    assert_eq!(acks, 2, "both writes acknowledged once the first is durable");
 }
 
 #[test]
@@ -109,7 +119,7 @@ fn step2_reply_waits_until_the_state_it_contains_is_durable() {
     relay.handle_message(A, Message::Update(typed(1, "pending")));
     events(&mut relay);
 
-    relay.handle_join(B);
+    relay.handle_join(B, Access::ReadWrite);
     events(&mut relay);
     relay.handle_message(B, Message::SyncStep1(Bytes::from_static(&[0])));
     assert!(events(&mut relay).is_empty(), "step 2 held back");
@@ -120,21 +130,13 @@ fn step2_reply_waits_until_the_state_it_contains_is_durable() {
         Event::Send { peer: B, frame } => Some(message(frame)),
         _ => None,
     });
-    let Some(Message::SyncStep2(state)) = step2 else {
-        panic!("{out:?}")
-    };
+    let Some(Message::SyncStep2(state)) = step2 else { panic!("{out:?}") };
     let doc = Doc::new();
-    doc.transact_mut()
-        .apply_update(Update::decode_v1(&state).unwrap())
-        .unwrap();
+    doc.transact_mut().apply_update(Update::decode_v1(&state).unwrap()).unwrap();
     assert_eq!(text_of(&doc), "pending");
-    let broadcast_to_b = out
-        .iter()
-        .any(|e| matches!(e, Event::Broadcast { except, .. } if !except.contains(&B)));
-    assert!(
-        !broadcast_to_b,
-        "B's step 2 already holds the update; it must not also arrive ahead of it"
-    );
+    let broadcast_to_b =
+        out.iter().any(|e| matches!(e, Event::Broadcast { except, .. } if !except.contains(&B)));
+    assert!(!broadcast_to_b, "B's step 2 already holds the update; it must not also arrive ahead of it");
 }
 
 #[test]
@@ -146,7 +148,7 @@ fn joiners_with_empty_state_share_one_state_encoding() {
     events(&mut relay);
     let mut frames = Vec::new();
     for peer in [PeerId(10), PeerId(11), PeerId(12)] {
-        relay.handle_join(peer);
+        relay.handle_join(peer, Access::ReadWrite);
         relay.handle_message(peer, Message::SyncStep1(Bytes::from_static(&[0])));
         for event in events(&mut relay) {
             if let Event::Send { frame, .. } = event
@@ -157,10 +159,7 @@ fn joiners_with_empty_state_share_one_state_encoding() {
         }
     }
     assert_eq!(frames.len(), 3);
-    assert!(
-        frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()),
-        "one encoding, shared"
-    );
+    assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()), "one encoding, shared");
 }
 
 #[test]
@@ -168,28 +167,17 @@ fn a_leaving_peer_s_awareness_is_removed_for_the_others() {
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);
     join_synced(&mut relay, B);
-    let entry = AwarenessEntry {
-        client_id: 77,
-        clock: 3,
-        state: Bytes::from_static(b"{}"),
-    };
+    let entry = AwarenessEntry { client_id: 77, clock: 3, state: Bytes::from_static(b"{}") };
     relay.handle_message(A, Message::Awareness(awareness::encode_update([entry].iter())));
     events(&mut relay);
 
     relay.handle_leave(A);
     let out = events(&mut relay);
-    let [Event::Broadcast { frame, .. }] = out.as_slice() else {
-        panic!("{out:?}")
-    };
-    let Message::Awareness(payload) = message(frame) else {
-        panic!("not awareness")
-    };
+    let [Event::Broadcast { frame, .. }] = out.as_slice() else { panic!("{out:?}") };
+    let Message::Awareness(payload) = message(frame) else { panic!("not awareness") };
     let removal = awareness::decode_update(&payload).unwrap();
     assert_eq!(removal.len(), 1);
-    assert_eq!(
-        (removal[0].client_id, removal[0].clock, removal[0].is_removal()),
-        (77, 4, true)
-    );
+    assert_eq!((removal[0].client_id, removal[0].clock, removal[0].is_removal()), (77, 4, true));
 }
 
 fn closed_with(relay: &mut Relay) -> Vec<(PeerId, CloseCode)> {
@@ -218,7 +206,7 @@ fn a_step2_that_is_not_an_update_closes_the_sender_and_appends_nothing() {
 #[test]
 fn an_invalid_state_vector_closes_the_sender() {
     let mut relay = Relay::new(RelayLimits::default());
-    relay.handle_join(A);
+    relay.handle_join(A, Access::ReadWrite);
     events(&mut relay);
     relay.handle_message(A, Message::SyncStep1(Bytes::from_static(&[3, 1])));
     assert_eq!(closed_with(&mut relay), vec![(A, CloseCode::InvalidUpdate)]);
@@ -228,20 +216,14 @@ fn an_invalid_state_vector_closes_the_sender() {
 fn awareness_states_that_are_not_json_close_the_sender() {
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);
-    let entry = AwarenessEntry {
-        client_id: 1,
-        clock: 1,
-        state: Bytes::from_static(b"{oops"),
-    };
+    let entry = AwarenessEntry { client_id: 1, clock: 1, state: Bytes::from_static(b"{oops") };
     relay.handle_message(A, Message::Awareness(awareness::encode_update([entry].iter())));
     assert_eq!(closed_with(&mut relay), vec![(A, CloseCode::MalformedMessage)]);
 }
 
 #[test]
 fn an_update_beyond_the_document_limit_closes_the_sender() {
-    let mut relay = Relay::new(RelayLimits {
-        max_document_bytes: 64,
-    });
+    let mut relay = Relay::new(RelayLimits { max_document_bytes: 64 });
     join_synced(&mut relay, A);
     relay.handle_message(A, Message::Update(typed(1, &"x".repeat(100))));
     assert_eq!(closed_with(&mut relay), vec![(A, CloseCode::DocumentTooLarge)]);
@@ -260,11 +242,7 @@ fn an_update_ahead_of_its_predecessors_is_acknowledged_then_integrated_once_the_
         list.push_back(&mut client.transact_mut(), format!("item {i}"));
         incremental.push(Bytes::from(client.transact().encode_state_as_update_v1(&before)));
     }
-    let whole = Bytes::from(
-        client
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default()),
-    );
+    let whole = Bytes::from(client.transact().encode_state_as_update_v1(&StateVector::default()));
 
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);
@@ -272,27 +250,13 @@ fn an_update_ahead_of_its_predecessors_is_acknowledged_then_integrated_once_the_
     relay.handle_message(A, Message::Update(incremental[3].clone()));
     relay.handle_durable(1);
     let out = events(&mut relay);
-    assert!(out.contains(&Event::Append {
-        seq: 1,
-        update: incremental[3].clone(),
-        peer: A
-    }));
+    assert!(out.contains(&Event::Append { seq: 1, update: incremental[3].clone(), peer: A }));
     assert!(
-        out.contains(&Event::Send {
-            peer: A,
-            frame: Message::Update(incremental[3].clone()).encode()
-        }),
+        out.contains(&Event::Send { peer: A, frame: Message::Update(incremental[3].clone()).encode() }),
         "the sender is acknowledged: {out:?}"
     );
-    assert!(
-        !out.iter().any(|e| matches!(e, Event::Broadcast { .. })),
-        "others do not get a gapped update"
-    );
-    assert_eq!(
-        relay.snapshot().upto,
-        0,
-        "compaction must keep the deferred update in the log"
-    );
+    assert!(!out.iter().any(|e| matches!(e, Event::Broadcast { .. })), "others do not get a gapped update");
+    assert_eq!(relay.snapshot().upto, 0, "compaction must keep the deferred update in the log");
 
     relay.handle_message(A, Message::SyncStep2(whole));
     relay.handle_durable(2);
@@ -300,11 +264,7 @@ fn an_update_ahead_of_its_predecessors_is_acknowledged_then_integrated_once_the_
     let items = relay.doc().get_or_insert_array("items");
     let txn = relay.doc().transact();
     let got: Vec<String> = items.iter(&txn).map(|v| v.to_string(&txn)).collect();
-    assert_eq!(
-        got,
-        ["item 0", "item 1", "item 2", "item 3"],
-        "integrated once, no duplicates"
-    );
+    assert_eq!(got, ["item 0", "item 1", "item 2", "item 3"], "integrated once, no duplicates");
     drop(txn);
     assert_eq!(relay.snapshot().upto, 2);
 
@@ -330,10 +290,7 @@ fn a_storage_failure_closes_every_peer() {
     relay.handle_storage_failure("disk full");
     let mut closed = closed_with(&mut relay);
     closed.sort_by_key(|(p, _)| *p);
-    assert_eq!(
-        closed,
-        vec![(A, CloseCode::InternalError), (B, CloseCode::InternalError)]
-    );
+    assert_eq!(closed, vec![(A, CloseCode::InternalError), (B, CloseCode::InternalError)]);
     assert!(relay.is_poisoned());
 }
 
@@ -341,9 +298,7 @@ fn a_storage_failure_closes_every_peer() {
 fn load_replays_snapshot_then_tail_and_skips_covered_entries() {
     let first = typed(1, "one ");
     let doc = Doc::with_client_id(1);
-    doc.transact_mut()
-        .apply_update(Update::decode_v1(&first).unwrap())
-        .unwrap();
+    doc.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
     let before = doc.transact().state_vector();
     doc.get_or_insert_text("t").push(&mut doc.transact_mut(), "two");
     let second = doc.transact().encode_state_as_update_v1(&before);
@@ -354,9 +309,6 @@ fn load_replays_snapshot_then_tail_and_skips_covered_entries() {
     )
     .unwrap();
     assert_eq!(text_of(relay.doc()), "one two");
-    assert_eq!(
-        (relay.last_seq(), relay.durable_seq(), relay.log_len()),
-        (2, 2, 1)
-    );
+    assert_eq!((relay.last_seq(), relay.durable_seq(), relay.log_len()), (2, 2, 1));
     assert!(Relay::load(RelayLimits::default(), None, [(1, &[9u8, 9, 9][..])]).is_err());
 }

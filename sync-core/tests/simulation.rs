@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use weft_sync_core::PeerId;
 use weft_sync_core::yjs::client::REMOTE_ORIGIN;
 use weft_sync_core::yjs::codec::decode_frame;
-use weft_sync_core::yjs::relay::Snapshot;
-use weft_sync_core::yjs::{Event, Relay, RelayLimits, YjsClient};
+use weft_sync_core::yjs::{Relay, RelayLimits, YjsClient};
+use weft_sync_core::{Access, Event, Snapshot};
 use yrs::updates::decoder::Decode;
 use yrs::{Array, Doc, GetString, Origin, ReadTxn, StateVector, Text, Transact, TransactionMut, Update};
 
@@ -38,12 +38,8 @@ struct Store {
 impl Store {
     fn load(&self) -> Relay {
         let log = self.log.iter().map(|(seq, bytes)| (*seq, bytes.as_ref()));
-        Relay::load(
-            RelayLimits::default(),
-            self.snapshot.as_ref().map(|(s, b)| (*s, b.as_ref())),
-            log,
-        )
-        .expect("stored state loads")
+        Relay::load(RelayLimits::default(), self.snapshot.as_ref().map(|(s, b)| (*s, b.as_ref())), log)
+            .expect("stored state loads")
     }
 }
 
@@ -180,15 +176,16 @@ impl Sim {
                     }
                 }
                 Event::Broadcast { frame, except } => {
-                    let recipients = self
-                        .clients
-                        .iter_mut()
-                        .filter(|c| c.peer.is_some_and(|p| !except.contains(&p)));
+                    let recipients =
+                        self.clients.iter_mut().filter(|c| c.peer.is_some_and(|p| !except.contains(&p)));
                     for c in recipients {
                         c.from_relay.push_back(frame.clone());
                     }
                 }
                 Event::Append { seq, update, .. } => self.queue.push_back(StorageCmd::Append(seq, update)),
+                // Clients learn of durability from the echo; acknowledgements are for other dialects.
+                Event::Acknowledge { .. } => {}
+                Event::Refused { peer } => panic!("seed {}: {peer} has write access", self.seed),
                 Event::Close { peer, code, detail } => {
                     panic!("seed {}: relay closed {peer} with {code:?}: {detail}", self.seed)
                 }
@@ -249,7 +246,7 @@ impl Sim {
         c.peer = Some(peer);
         c.client.handle_connected();
         Self::pump_client(c);
-        self.relay.handle_join(peer);
+        self.relay.handle_join(peer, Access::ReadWrite);
         self.drain_relay();
     }
 
@@ -285,10 +282,7 @@ impl Sim {
         }
         for _ in 0..10_000 {
             let busy = !self.queue.is_empty()
-                || self
-                    .clients
-                    .iter()
-                    .any(|c| !c.to_relay.is_empty() || !c.from_relay.is_empty());
+                || self.clients.iter().any(|c| !c.to_relay.is_empty() || !c.from_relay.is_empty());
             if !busy {
                 return;
             }
@@ -316,19 +310,9 @@ impl Sim {
     fn check_converged(&self) {
         let expected = state_of(self.relay.doc());
         let reloaded = self.store.load();
-        assert_eq!(
-            state_of(reloaded.doc()),
-            expected,
-            "seed {}: log does not rebuild the relay",
-            self.seed
-        );
+        assert_eq!(state_of(reloaded.doc()), expected, "seed {}: log does not rebuild the relay", self.seed);
         for (i, c) in self.clients.iter().enumerate() {
-            assert_eq!(
-                state_of(c.client.doc()),
-                expected,
-                "seed {}: client {i} diverged",
-                self.seed
-            );
+            assert_eq!(state_of(c.client.doc()), expected, "seed {}: client {i} diverged", self.seed);
             assert!(
                 c.client.is_acknowledged(),
                 "seed {}: client {i} not acknowledged after settling",
@@ -367,10 +351,7 @@ fn peers_converge_and_acknowledged_edits_survive_crashes() {
         run(seed.parse().expect("WEFT_SIM_SEED is a number"));
         return;
     }
-    let seeds: u64 = std::env::var("WEFT_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let seeds: u64 = std::env::var("WEFT_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     for seed in 0..seeds {
         run(seed);
     }

@@ -17,9 +17,7 @@ use yrs::{Doc, GetString, Text, Transact};
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let doc_name = args.next().unwrap_or_else(|| "hello".to_owned());
-    let line = args
-        .next()
-        .unwrap_or_else(|| "hello from the Rust SDK".to_owned());
+    let line = args.next().unwrap_or_else(|| "hello from the Rust SDK".to_owned());
     let relay = std::env::var("WEFT_URL").unwrap_or_else(|_| "ws://127.0.0.1:8080".to_owned());
     let url = format!("{relay}/ws/yjs/{doc_name}");
 
@@ -34,9 +32,7 @@ async fn main() -> anyhow::Result<()> {
         let end = text.len(&txn);
         text.insert(&mut txn, end, &format!("{line}\n"));
     }
-    sync.wait_acknowledged(Duration::from_secs(10))
-        .await
-        .context("the relay did not store the edit")?;
+    sync.wait_acknowledged(Duration::from_secs(10)).await.context("the relay did not store the edit")?;
 
     print!("{}", text.get_string(&sync.doc().transact()));
     sync.stop().await;

@@ -58,7 +58,5 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     if !state.storage.is_ready().await {
         return Err(ApiError::NotReady("storage unavailable"));
     }
-    Ok(Json(
-        serde_json::json!({ "status": "ready", "schema_version": crate::storage::schema_version() }),
-    ))
+    Ok(Json(serde_json::json!({ "status": "ready", "schema_version": crate::storage::schema_version() })))
 }

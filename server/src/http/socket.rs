@@ -62,10 +62,7 @@ pub fn spawn_writer(
         match code {
             Some(code) => {
                 closer.close(code);
-                let frame = CloseFrame {
-                    code: code.code(),
-                    reason: code.reason().into(),
-                };
+                let frame = CloseFrame { code: code.code(), reason: code.reason().into() };
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
             }
             None => {

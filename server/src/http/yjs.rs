@@ -10,12 +10,14 @@ use axum::extract::ws::{
 use axum::extract::{Path, State};
 use axum::response::Response;
 use futures_util::StreamExt;
+use weft_sync_core::relay::Access;
 use weft_sync_core::yjs::codec;
 use weft_sync_core::{CloseCode, DocId};
 
 use super::socket::{close_code_for, spawn_writer};
 use super::{ApiError, AppState};
-use crate::rooms;
+use crate::rooms::{self, Dialect, Inbound};
+use crate::storage::Crdt;
 
 /// Validates the document name and upgrades to a WebSocket.
 pub async fn upgrade(
@@ -27,20 +29,17 @@ pub async fn upgrade(
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
     let max = state.config.max_message_bytes;
     let task = state.tracker.token();
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            serve(socket, doc, state).await;
-            drop(task);
-        }))
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+        serve(socket, doc, state).await;
+        drop(task);
+    }))
 }
 
 async fn serve(socket: WebSocket, doc: DocId, state: AppState) {
     let (sink, mut stream) = socket.split();
-    let (link, outbox, closer) = rooms::link(state.config.rooms.peer_outbox);
+    let (link, outbox, closer) = rooms::link(state.config.rooms.peer_outbox, Dialect::YWebsocket);
     let writer = spawn_writer(sink, outbox, closer.clone(), state.shutdown.clone());
-    let membership = match state.rooms.join(&doc, link).await {
+    let membership = match state.rooms.join(&doc, Crdt::Yjs, Access::ReadWrite, link).await {
         Ok(membership) => membership,
         Err(err) => {
             tracing::info!(doc = %doc, error = %err, "join refused");
@@ -61,7 +60,7 @@ async fn serve(socket: WebSocket, doc: DocId, state: AppState) {
             Some(Ok(WsMessage::Binary(frame))) => match codec::decode_frame(&frame) {
                 Ok(messages) => {
                     let sent = tokio::select! {
-                        sent = membership.send(messages) => sent,
+                        sent = membership.send(Inbound::Yjs(messages)) => sent,
                         () = closer.closed() => break,
                     };
                     if sent.is_err() {

@@ -6,6 +6,7 @@
 //! everything the old one flushed.
 
 mod peer;
+mod replica;
 mod room;
 
 use std::collections::HashMap;
@@ -16,11 +17,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_sync_core::yjs::{Message, RelayLimits};
+use weft_sync_core::relay::Access;
+use weft_sync_core::yjs::RelayLimits;
 use weft_sync_core::{CloseCode, DocId, PeerId};
 
-use crate::storage::{Storage, StorageError};
-pub use peer::{Closer, PeerLink, Undeliverable, link};
+use crate::storage::{Crdt, Storage, StorageError};
+pub use peer::{Closer, Dialect, PeerLink, Undeliverable, link};
+pub use replica::Inbound;
 use room::{RoomCommand, RoomHandle};
 
 /// Tuning for live documents.
@@ -121,18 +124,12 @@ impl Membership {
         self.peer
     }
 
-    /// Hands decoded messages to the room, waiting while its inbox is full.
+    /// Hands decoded input to the room, waiting while its inbox is full.
     ///
     /// # Errors
     /// [`RoomGone`] when the room has stopped.
-    pub async fn send(&self, messages: Vec<Message>) -> Result<(), RoomGone> {
-        self.room
-            .send(RoomCommand::Messages {
-                peer: self.peer,
-                messages,
-            })
-            .await
-            .map_err(|_| RoomGone)
+    pub async fn send(&self, input: Inbound) -> Result<(), RoomGone> {
+        self.room.send(RoomCommand::Input { peer: self.peer, input }).await.map_err(|_| RoomGone)
     }
 
     /// Leaves the room (its awareness states are removed for the others).
@@ -162,33 +159,34 @@ impl Rooms {
         }
     }
 
-    /// Joins `doc`, loading it if needed. Frames for the peer go to `link` from now on.
+    /// Joins `doc` as a `crdt` document with `access`, loading (or creating) it if needed. Frames for
+    /// the peer go to `link` from now on.
     ///
     /// # Errors
-    /// [`JoinError`] when the document cannot be served.
-    pub async fn join(&self, doc: &DocId, link: PeerLink) -> Result<Membership, JoinError> {
+    /// [`JoinError`] when the document cannot be served, including [`JoinError::WrongCrdt`] when it
+    /// exists with another CRDT.
+    pub async fn join(
+        &self,
+        doc: &DocId,
+        crdt: Crdt,
+        access: Access,
+        link: PeerLink,
+    ) -> Result<Membership, JoinError> {
         let peer = PeerId(self.inner.next_peer.fetch_add(1, Ordering::Relaxed));
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return Err(JoinError::ShuttingDown);
             }
-            let handle = self.room_for(doc);
+            let handle = self.room_for(doc, crdt);
             let (reply, joined) = oneshot::channel();
-            let command = RoomCommand::Join {
-                peer,
-                link: link.clone(),
-                reply,
-            };
+            let command = RoomCommand::Join { peer, crdt, access, link: link.clone(), reply };
             if handle.tx.send(command).await.is_err() {
                 self.inner.forget(doc, handle.generation);
                 continue;
             }
             match joined.await {
                 Ok(Ok(())) => {
-                    return Ok(Membership {
-                        peer,
-                        room: handle.tx,
-                    });
+                    return Ok(Membership { peer, room: handle.tx });
                 }
                 Ok(Err(JoinError::RoomClosed)) | Err(_) => {
                     self.inner.forget(doc, handle.generation);
@@ -204,7 +202,7 @@ impl Rooms {
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    fn room_for(&self, doc: &DocId) -> RoomHandle {
+    fn room_for(&self, doc: &DocId, crdt: Crdt) -> RoomHandle {
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(handle) = live.get(doc)
             && !handle.tx.is_closed()
@@ -212,7 +210,7 @@ impl Rooms {
             return handle.clone();
         }
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
-        let handle = room::spawn(doc.clone(), generation, self.inner.clone());
+        let handle = room::spawn(doc.clone(), crdt, generation, self.inner.clone());
         live.insert(doc.clone(), handle.clone());
         handle
     }

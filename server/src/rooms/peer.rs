@@ -1,4 +1,5 @@
-//! A room's handle on one connected peer: a bounded outbox of encoded frames and a one-shot closer.
+//! A room's handle on one connected peer: a bounded outbox of encoded frames, a one-shot closer, and
+//! the peer's dialect, which decides how relay frames and acknowledgements look on its socket.
 //!
 //! The room never awaits a peer. It `try_send`s; a full outbox means the peer is not keeping up and is
 //! disconnected (close code 4529) so that it resyncs from its state vector — an update is never
@@ -9,21 +10,29 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weft_sync_core::CloseCode;
+use weft_sync_core::{CloseCode, hocuspocus};
+
+/// How a peer's connection frames what the room sends it.
+#[derive(Clone, Debug)]
+pub enum Dialect {
+    /// y-websocket: relay frames go out as they are; the echo of an update is its acknowledgement.
+    YWebsocket,
+    /// Hocuspocus: every frame is prefixed with the routing key (`varString`); acknowledgements and
+    /// refusals are sync-status messages; stateless messages are relayed.
+    Hocuspocus {
+        /// The encoded routing key this peer's provider uses.
+        prefix: Bytes,
+    },
+    /// automerge-repo: the relay encodes complete messages addressed to this peer.
+    AutomergeRepo,
+}
 
 /// Creates the two ends of a peer's outbox: the [`PeerLink`] the room sends through, the receiver the
 /// connection's writer drains, and the [`Closer`] both sides share.
-pub fn link(capacity: usize) -> (PeerLink, mpsc::Receiver<Bytes>, Closer) {
+pub fn link(capacity: usize, dialect: Dialect) -> (PeerLink, mpsc::Receiver<Bytes>, Closer) {
     let (tx, rx) = mpsc::channel(capacity);
     let closer = Closer::default();
-    (
-        PeerLink {
-            outbox: tx,
-            closer: closer.clone(),
-        },
-        rx,
-        closer,
-    )
+    (PeerLink { outbox: tx, closer: closer.clone(), dialect }, rx, closer)
 }
 
 /// The room's end of a peer connection.
@@ -31,6 +40,7 @@ pub fn link(capacity: usize) -> (PeerLink, mpsc::Receiver<Bytes>, Closer) {
 pub struct PeerLink {
     outbox: mpsc::Sender<Bytes>,
     closer: Closer,
+    dialect: Dialect,
 }
 
 /// Why a frame could not be queued for a peer.
@@ -43,11 +53,62 @@ pub enum Undeliverable {
 }
 
 impl PeerLink {
-    /// Queues `frame` without waiting.
+    /// Another peer on the same connection (a Hocuspocus socket carries many documents): shares the
+    /// outbox and closer, with its own dialect framing.
+    pub fn sibling(&self, dialect: Dialect) -> PeerLink {
+        PeerLink { outbox: self.outbox.clone(), closer: self.closer.clone(), dialect }
+    }
+
+    /// Queues a relay frame, framed for this peer's dialect, without waiting.
     ///
     /// # Errors
     /// [`Undeliverable`] when the outbox is full or the connection has ended.
     pub fn try_send(&self, frame: Bytes) -> Result<(), Undeliverable> {
+        let frame = match &self.dialect {
+            Dialect::YWebsocket | Dialect::AutomergeRepo => frame,
+            Dialect::Hocuspocus { prefix } => hocuspocus::wrap(prefix, &frame),
+        };
+        self.send_raw(frame)
+    }
+
+    /// Tells the peer one of its writes is durable, if its dialect has a message for that.
+    ///
+    /// # Errors
+    /// [`Undeliverable`] as for [`PeerLink::try_send`].
+    pub fn acknowledge(&self) -> Result<(), Undeliverable> {
+        match &self.dialect {
+            Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::sync_status(prefix, true)),
+            Dialect::YWebsocket | Dialect::AutomergeRepo => Ok(()),
+        }
+    }
+
+    /// Tells the peer a write was refused (it has read-only access). Dialects without a way to say
+    /// so get the connection closed with 4403.
+    ///
+    /// # Errors
+    /// [`Undeliverable`] as for [`PeerLink::try_send`].
+    pub fn refuse(&self) -> Result<(), Undeliverable> {
+        match &self.dialect {
+            Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::sync_status(prefix, false)),
+            Dialect::YWebsocket | Dialect::AutomergeRepo => {
+                self.close(CloseCode::Forbidden);
+                Ok(())
+            }
+        }
+    }
+
+    /// Relays a stateless message to this peer if its dialect has them; others never see them.
+    ///
+    /// # Errors
+    /// [`Undeliverable`] as for [`PeerLink::try_send`].
+    pub fn stateless(&self, payload: &str) -> Result<(), Undeliverable> {
+        match &self.dialect {
+            Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::stateless(prefix, payload)),
+            Dialect::YWebsocket | Dialect::AutomergeRepo => Ok(()),
+        }
+    }
+
+    fn send_raw(&self, frame: Bytes) -> Result<(), Undeliverable> {
         if self.closer.is_closed() {
             return Err(Undeliverable::Gone);
         }

@@ -1,7 +1,7 @@
-//! The room actor: one task per live Yjs document, the only owner of its replica.
+//! The room actor: one task per live document, the only owner of its replica.
 //!
-//! It feeds peer messages and storage receipts into the sans-IO [`Relay`] and carries out the events
-//! the relay returns: frames go to peer outboxes with `try_send`, appends go to storage in one request
+//! It feeds peer input and storage receipts into the document's sans-IO relay ([`Replica`]) and
+//! carries out the events the relay returns: frames go to peer outboxes with `try_send`, appends go to storage in one request
 //! per batch of inbox commands (so the storage writer can group-commit them with other rooms'), and
 //! receipts come back in order to release echoes. It folds the log into a snapshot every
 //! `compact_after_updates` entries and once more before unloading.
@@ -17,10 +17,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use weft_sync_core::yjs::relay::Snapshot;
-use weft_sync_core::yjs::{Event, Message, Relay};
+use weft_sync_core::relay::{Access, Event, Snapshot};
 use weft_sync_core::{CloseCode, DocId, PeerId};
 
+use super::replica::{Inbound, Replica};
 use super::{JoinError, PeerLink, Shared, Undeliverable};
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
 
@@ -42,33 +42,40 @@ pub(super) struct RoomHandle {
 pub(super) enum RoomCommand {
     Join {
         peer: PeerId,
+        crdt: Crdt,
+        access: Access,
         link: PeerLink,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
-    Messages {
+    Input {
         peer: PeerId,
-        messages: Vec<Message>,
+        input: Inbound,
     },
     Leave {
         peer: PeerId,
     },
 }
 
-pub(super) fn spawn(doc: DocId, generation: u64, shared: Arc<Shared>) -> RoomHandle {
+/// Spawns the room for `doc`; it loads (or creates) the document as a `crdt` document.
+pub(super) fn spawn(doc: DocId, crdt: Crdt, generation: u64, shared: Arc<Shared>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(shared.config.room_inbox);
     let tracker = shared.tracker.clone();
-    tracker.spawn(run(doc, generation, rx, shared));
+    tracker.spawn(run(doc, crdt, generation, rx, shared));
     RoomHandle { tx, generation }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn run(doc: DocId, generation: u64, mut rx: mpsc::Receiver<RoomCommand>, shared: Arc<Shared>) {
-    let room = match load(&doc, &shared).await {
+async fn run(
+    doc: DocId,
+    crdt: Crdt,
+    generation: u64,
+    mut rx: mpsc::Receiver<RoomCommand>,
+    shared: Arc<Shared>,
+) {
+    let room = match load(&doc, crdt, &shared).await {
         Ok(room) => room,
         Err(err) => {
             tracing::warn!(doc = %doc, error = %err, "document could not be loaded");
@@ -81,7 +88,7 @@ async fn run(doc: DocId, generation: u64, mut rx: mpsc::Receiver<RoomCommand>, s
         doc,
         generation,
         shared,
-        relay: room.1,
+        replica: room.1,
         key: room.0,
         peers: HashMap::new(),
         commits: VecDeque::new(),
@@ -91,33 +98,19 @@ async fn run(doc: DocId, generation: u64, mut rx: mpsc::Receiver<RoomCommand>, s
     room.run(rx).await;
 }
 
-async fn load(doc: &DocId, shared: &Shared) -> Result<(DocKey, Relay), JoinError> {
-    let stored = shared
-        .storage
-        .load_or_create(doc, Crdt::Yjs, now_ms())
-        .await
-        .map_err(|err| match err {
-            err @ StorageError::WrongCrdt { .. } => JoinError::WrongCrdt(err),
-            other => JoinError::Unavailable(other.to_string()),
-        })?;
+async fn load(doc: &DocId, crdt: Crdt, shared: &Shared) -> Result<(DocKey, Replica), JoinError> {
+    let stored = shared.storage.load_or_create(doc, crdt, now_ms()).await.map_err(|err| match err {
+        err @ StorageError::WrongCrdt { .. } => JoinError::WrongCrdt(err),
+        other => JoinError::Unavailable(other.to_string()),
+    })?;
     let limits = shared.config.limits;
     let key = stored.key;
     // Replaying a long log is CPU work; keep it off the async workers.
-    let relay = tokio::task::spawn_blocking(move || {
-        let snapshot = stored
-            .snapshot
-            .as_ref()
-            .map(|(upto, bytes)| (*upto, bytes.as_ref()));
-        Relay::load(
-            limits,
-            snapshot,
-            stored.log.iter().map(|(seq, bytes)| (*seq, bytes.as_ref())),
-        )
-    })
-    .await
-    .map_err(|e| JoinError::Unavailable(format!("load task failed: {e}")))?
-    .map_err(|e| JoinError::Unavailable(e.to_string()))?;
-    Ok((key, relay))
+    let replica = tokio::task::spawn_blocking(move || Replica::load(crdt, limits, &stored))
+        .await
+        .map_err(|e| JoinError::Unavailable(format!("load task failed: {e}")))?
+        .map_err(|e| JoinError::Unavailable(e.to_string()))?;
+    Ok((key, replica))
 }
 
 /// Answers every command still queued after the room stopped taking new ones.
@@ -135,7 +128,7 @@ struct Room {
     generation: u64,
     shared: Arc<Shared>,
     key: DocKey,
-    relay: Relay,
+    replica: Replica,
     peers: HashMap<PeerId, PeerLink>,
     /// Appends handed to storage, oldest first, each with the last sequence number it carries.
     commits: VecDeque<(u64, Receipt)>,
@@ -164,10 +157,10 @@ impl Room {
                 () = shutdown.cancelled() => break Exit::Shutdown,
                 (upto, result) = next_commit(&mut self.commits), if !self.commits.is_empty() => {
                     match result {
-                        Ok(()) => self.relay.handle_durable(upto),
+                        Ok(()) => self.replica.handle_durable(upto),
                         Err(err) => {
                             tracing::error!(doc = %self.doc, error = %err, "append failed; closing the document");
-                            self.relay.handle_storage_failure(&err.to_string());
+                            self.replica.handle_storage_failure(&err.to_string());
                         }
                     }
                 }
@@ -191,12 +184,12 @@ impl Room {
                         self.peers.iter().filter(|(_, link)| link.is_gone()).map(|(peer, _)| *peer).collect();
                     for peer in gone {
                         self.peers.remove(&peer);
-                        self.relay.handle_leave(peer);
+                        self.replica.handle_leave(peer);
                     }
                 }
             }
             self.dispatch().await;
-            if self.relay.is_poisoned() {
+            if self.replica.is_poisoned() {
                 break Exit::Poisoned;
             }
             self.maybe_compact();
@@ -209,20 +202,30 @@ impl Room {
 
     fn handle(&mut self, command: RoomCommand) {
         match command {
-            RoomCommand::Join { peer, link, reply } => {
-                if reply.send(Ok(())).is_ok() {
+            RoomCommand::Join { peer, crdt, access, link, reply } => {
+                let found = self.replica.crdt();
+                if crdt != found {
+                    let err = StorageError::WrongCrdt { name: self.doc.to_string(), expected: crdt, found };
+                    let _ = reply.send(Err(JoinError::WrongCrdt(err)));
+                } else if reply.send(Ok(())).is_ok() {
                     self.peers.insert(peer, link);
-                    self.relay.handle_join(peer);
+                    self.replica.handle_join(peer, access);
                 }
             }
-            RoomCommand::Messages { peer, messages } => {
-                for message in messages {
-                    self.relay.handle_message(peer, message);
+            RoomCommand::Input { peer, input: Inbound::Stateless(payload) } => {
+                self.relay_stateless(peer, &payload)
+            }
+            RoomCommand::Input { peer, input } => {
+                if self.replica.handle_input(peer, input).is_err()
+                    && let Some(link) = self.peers.remove(&peer)
+                {
+                    link.close(CloseCode::MalformedMessage);
+                    self.replica.handle_leave(peer);
                 }
             }
             RoomCommand::Leave { peer } => {
                 self.peers.remove(&peer);
-                self.relay.handle_leave(peer);
+                self.replica.handle_leave(peer);
             }
         }
     }
@@ -231,27 +234,26 @@ impl Room {
     async fn dispatch(&mut self) {
         let mut appends = Vec::new();
         loop {
-            while let Some(event) = self.relay.poll_event() {
+            while let Some(event) = self.replica.poll_event() {
                 match event {
                     Event::Send { peer, frame } => self.deliver(peer, frame),
                     Event::Broadcast { frame, except } => {
-                        let recipients: Vec<PeerId> = self
-                            .peers
-                            .keys()
-                            .copied()
-                            .filter(|p| !except.contains(p))
-                            .collect();
+                        let recipients: Vec<PeerId> =
+                            self.peers.keys().copied().filter(|p| !except.contains(p)).collect();
                         for peer in recipients {
                             self.deliver(peer, frame.clone());
                         }
                     }
                     Event::Append { seq, update, .. } => {
-                        appends.push(NewUpdate {
-                            seq,
-                            bytes: update,
-                            user_id: None,
-                            at_ms: now_ms(),
-                        });
+                        appends.push(NewUpdate { seq, bytes: update, user_id: None, at_ms: now_ms() });
+                    }
+                    Event::Acknowledge { peer } => {
+                        let result = self.peers.get(&peer).map(PeerLink::acknowledge);
+                        self.undeliverable(peer, result);
+                    }
+                    Event::Refused { peer } => {
+                        let result = self.peers.get(&peer).map(PeerLink::refuse);
+                        self.undeliverable(peer, result);
                     }
                     Event::Close { peer, code, detail } => {
                         if let Some(link) = self.peers.remove(&peer) {
@@ -272,30 +274,38 @@ impl Room {
                     return;
                 }
                 // The failure closes every peer; loop once more to carry out those closes.
-                Err(err) => self.relay.handle_storage_failure(&err.to_string()),
+                Err(err) => self.replica.handle_storage_failure(&err.to_string()),
             }
         }
     }
 
     fn deliver(&mut self, peer: PeerId, frame: Bytes) {
-        let Some(link) = self.peers.get(&peer) else { return };
-        match link.try_send(frame) {
-            Ok(()) => {}
-            Err(Undeliverable::Full) => {
-                tracing::info!(doc = %self.doc, %peer, "peer outbox full; disconnecting slow consumer");
-                link.close(CloseCode::SlowConsumer);
-                self.peers.remove(&peer);
-                self.relay.handle_leave(peer);
-            }
-            Err(Undeliverable::Gone) => {
-                self.peers.remove(&peer);
-                self.relay.handle_leave(peer);
-            }
+        let result = self.peers.get(&peer).map(|link| link.try_send(frame));
+        self.undeliverable(peer, result);
+    }
+
+    /// Relays a stateless message to every other peer whose dialect has them.
+    fn relay_stateless(&mut self, from: PeerId, payload: &str) {
+        let recipients: Vec<PeerId> = self.peers.keys().copied().filter(|p| *p != from).collect();
+        for peer in recipients {
+            let result = self.peers.get(&peer).map(|link| link.stateless(payload));
+            self.undeliverable(peer, result);
         }
     }
 
+    /// Drops a peer whose outbox was full (closing it as a slow consumer) or whose connection is gone.
+    fn undeliverable(&mut self, peer: PeerId, result: Option<Result<(), Undeliverable>>) {
+        let Some(Err(why)) = result else { return };
+        let Some(link) = self.peers.remove(&peer) else { return };
+        if why == Undeliverable::Full {
+            tracing::info!(doc = %self.doc, %peer, "peer outbox full; disconnecting slow consumer");
+            link.close(CloseCode::SlowConsumer);
+        }
+        self.replica.handle_leave(peer);
+    }
+
     fn maybe_compact(&mut self) {
-        let due = self.relay.log_len() >= self.shared.config.compact_after_updates;
+        let due = self.replica.log_len() >= self.shared.config.compact_after_updates;
         if due && self.compaction.is_none() {
             self.start_compaction();
         }
@@ -304,7 +314,7 @@ impl Room {
     /// Snapshots the replica and writes it in the background. Every append the snapshot covers has
     /// already been queued, and the writer keeps queue order, so it replaces exactly those entries.
     fn start_compaction(&mut self) {
-        let snapshot = self.relay.snapshot();
+        let snapshot = self.replica.snapshot();
         if snapshot.upto <= self.compacted_upto {
             return;
         }
@@ -319,7 +329,7 @@ impl Room {
             (snapshot, Ok(())) => {
                 tracing::debug!(doc = %self.doc, upto = snapshot.upto, bytes = snapshot.state.len(), "compacted");
                 self.compacted_upto = snapshot.upto;
-                self.relay.handle_compacted(&snapshot);
+                self.replica.handle_compacted(&snapshot);
             }
             // The log is untouched when compaction fails; nothing is lost, it is retried later.
             (_, Err(err)) => tracing::warn!(doc = %self.doc, error = %err, "compaction failed"),
@@ -336,14 +346,14 @@ impl Room {
         while !self.commits.is_empty() {
             let (upto, result) = next_commit(&mut self.commits).await;
             if result.is_ok() {
-                self.relay.handle_durable(upto);
+                self.replica.handle_durable(upto);
             }
         }
         if self.compaction.is_some() {
             let result = join_compaction(&mut self.compaction).await;
             self.finish_compaction(result);
         }
-        if matches!(exit, Exit::Idle) && self.relay.log_len() > 0 {
+        if matches!(exit, Exit::Idle) && self.replica.log_len() > 0 {
             self.start_compaction();
             if self.compaction.is_some() {
                 let result = join_compaction(&mut self.compaction).await;
@@ -381,9 +391,8 @@ async fn join_compaction(
     let Some((_, task)) = compaction.as_mut() else {
         return std::future::pending().await;
     };
-    let result = task
-        .await
-        .unwrap_or_else(|e| Err(StorageError::Database(format!("compaction task failed: {e}"))));
+    let result =
+        task.await.unwrap_or_else(|e| Err(StorageError::Database(format!("compaction task failed: {e}"))));
     let Some((snapshot, _)) = compaction.take() else {
         return std::future::pending().await;
     };

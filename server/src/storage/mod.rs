@@ -236,11 +236,9 @@ impl Storage {
         let lookup_name = name.as_str().to_owned();
         let found = self
             .read(move |conn| {
-                conn.query_row(
-                    "SELECT key, crdt FROM documents WHERE name = ?1",
-                    [&lookup_name],
-                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-                )
+                conn.query_row("SELECT key, crdt FROM documents WHERE name = ?1", [&lookup_name], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
                 .optional()
             })
             .await?;
@@ -256,9 +254,7 @@ impl Storage {
                 match self.write(request).await? {
                     Done::Created(key, crdt) => (key, crdt),
                     other => {
-                        return Err(StorageError::Corrupt(format!(
-                            "unexpected writer reply {other:?}"
-                        )));
+                        return Err(StorageError::Corrupt(format!("unexpected writer reply {other:?}")));
                     }
                 }
             }
@@ -275,13 +271,7 @@ impl Storage {
             None => None,
             Some((upto, StoredSnapshot::Inline(bytes))) => Some((upto, bytes)),
             Some((upto, StoredSnapshot::Blob(blob_key))) => {
-                let bytes = self
-                    .inner
-                    .blobs
-                    .get(&BlobPath::from(blob_key))
-                    .await?
-                    .bytes()
-                    .await?;
+                let bytes = self.inner.blobs.get(&BlobPath::from(blob_key)).await?.bytes().await?;
                 Some((upto, bytes))
             }
         };
@@ -318,27 +308,12 @@ impl Storage {
         let size = state.len();
         let (data, new_blob) = if size > self.inner.snapshot_inline_max {
             let key = format!("snapshots/{}/{upto}.bin", doc.0);
-            self.inner
-                .blobs
-                .put(&BlobPath::from(key.clone()), state.into())
-                .await?;
-            (
-                SnapshotData::Blob {
-                    key: key.clone(),
-                    size,
-                },
-                Some(key),
-            )
+            self.inner.blobs.put(&BlobPath::from(key.clone()), state.into()).await?;
+            (SnapshotData::Blob { key: key.clone(), size }, Some(key))
         } else {
             (SnapshotData::Inline(state), None)
         };
-        let request = |reply| WriteRequest::Compact {
-            doc,
-            upto,
-            data,
-            at_ms: now_ms,
-            reply,
-        };
+        let request = |reply| WriteRequest::Compact { doc, upto, data, at_ms: now_ms, reply };
         match self.write(request).await {
             Ok(Done::Compacted { replaced_blob }) => {
                 if let Some(old) = replaced_blob.filter(|old| Some(old) != new_blob.as_ref()) {
@@ -346,9 +321,7 @@ impl Storage {
                 }
                 Ok(())
             }
-            Ok(other) => Err(StorageError::Corrupt(format!(
-                "unexpected writer reply {other:?}"
-            ))),
+            Ok(other) => Err(StorageError::Corrupt(format!("unexpected writer reply {other:?}"))),
             Err(err) => {
                 if let Some(key) = new_blob {
                     self.delete_blob(key).await;
@@ -361,10 +334,7 @@ impl Storage {
     /// Whether the database answers a query and the writer is running.
     pub async fn is_ready(&self) -> bool {
         !self.inner.writer.is_closed()
-            && self
-                .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
-                .await
-                .is_ok()
+            && self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await.is_ok()
     }
 
     /// Commits everything queued so far and stops the writer thread. Later writes fail with
@@ -394,11 +364,7 @@ impl Storage {
         request: impl FnOnce(oneshot::Sender<Result<Done, StorageError>>) -> WriteRequest,
     ) -> Result<Done, StorageError> {
         let (reply, done) = oneshot::channel();
-        self.inner
-            .writer
-            .send(request(reply))
-            .await
-            .map_err(|_| StorageError::Closed)?;
+        self.inner.writer.send(request(reply)).await.map_err(|_| StorageError::Closed)?;
         done.await.map_err(|_| StorageError::Closed)?
     }
 
@@ -444,30 +410,23 @@ type DocumentRows = (Option<(u64, StoredSnapshot)>, Vec<(u64, Bytes)>);
 fn read_document(conn: &mut Connection, key: DocKey) -> rusqlite::Result<DocumentRows> {
     let tx = conn.transaction()?;
     let snapshot = tx
-        .query_row(
-            "SELECT upto, bytes, blob_key FROM snapshots WHERE doc = ?1",
-            [key.0],
-            |row| {
-                let upto: i64 = row.get(0)?;
-                let bytes: Option<Vec<u8>> = row.get(1)?;
-                let blob_key: Option<String> = row.get(2)?;
-                let data = match (bytes, blob_key) {
-                    (Some(bytes), _) => StoredSnapshot::Inline(Bytes::from(bytes)),
-                    (None, Some(key)) => StoredSnapshot::Blob(key),
-                    (None, None) => StoredSnapshot::Inline(Bytes::new()),
-                };
-                Ok((upto as u64, data))
-            },
-        )
+        .query_row("SELECT upto, bytes, blob_key FROM snapshots WHERE doc = ?1", [key.0], |row| {
+            let upto: i64 = row.get(0)?;
+            let bytes: Option<Vec<u8>> = row.get(1)?;
+            let blob_key: Option<String> = row.get(2)?;
+            let data = match (bytes, blob_key) {
+                (Some(bytes), _) => StoredSnapshot::Inline(Bytes::from(bytes)),
+                (None, Some(key)) => StoredSnapshot::Blob(key),
+                (None, None) => StoredSnapshot::Inline(Bytes::new()),
+            };
+            Ok((upto as u64, data))
+        })
         .optional()?;
     let after = snapshot.as_ref().map_or(0, |(upto, _)| *upto as i64);
     let mut stmt = tx.prepare("SELECT seq, bytes FROM updates WHERE doc = ?1 AND seq > ?2 ORDER BY seq")?;
     let log = stmt
         .query_map([key.0, after], |row| {
-            Ok((
-                row.get::<_, i64>(0)? as u64,
-                Bytes::from(row.get::<_, Vec<u8>>(1)?),
-            ))
+            Ok((row.get::<_, i64>(0)? as u64, Bytes::from(row.get::<_, Vec<u8>>(1)?)))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     drop(stmt);

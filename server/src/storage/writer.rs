@@ -24,27 +24,10 @@ pub(super) enum SnapshotData {
 
 /// A request to the writer thread; every variant carries the channel its outcome goes to.
 pub(super) enum WriteRequest {
-    CreateDocument {
-        name: String,
-        crdt: Crdt,
-        at_ms: i64,
-        reply: Reply,
-    },
-    Append {
-        doc: DocKey,
-        updates: Vec<NewUpdate>,
-        reply: Reply,
-    },
-    Compact {
-        doc: DocKey,
-        upto: u64,
-        data: SnapshotData,
-        at_ms: i64,
-        reply: Reply,
-    },
-    Close {
-        reply: Reply,
-    },
+    CreateDocument { name: String, crdt: Crdt, at_ms: i64, reply: Reply },
+    Append { doc: DocKey, updates: Vec<NewUpdate>, reply: Reply },
+    Compact { doc: DocKey, upto: u64, data: SnapshotData, at_ms: i64, reply: Reply },
+    Close { reply: Reply },
 }
 
 type Reply = oneshot::Sender<Result<Done, StorageError>>;
@@ -59,9 +42,7 @@ pub(super) enum Done {
 }
 
 pub(super) fn spawn(conn: Connection, rx: mpsc::Receiver<WriteRequest>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("weft-storage-writer".into())
-        .spawn(move || run(conn, rx))?;
+    std::thread::Builder::new().name("weft-storage-writer".into()).spawn(move || run(conn, rx))?;
     Ok(())
 }
 
@@ -135,9 +116,7 @@ fn reply_of(request: WriteRequest) -> Reply {
 
 fn execute(tx: &Connection, request: &WriteRequest) -> Result<Done, StorageError> {
     match request {
-        WriteRequest::CreateDocument {
-            name, crdt, at_ms, ..
-        } => {
+        WriteRequest::CreateDocument { name, crdt, at_ms, .. } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO documents (name, crdt, created_at) VALUES (?1, ?2, ?3)",
             )?
@@ -163,17 +142,9 @@ fn execute(tx: &Connection, request: &WriteRequest) -> Result<Done, StorageError
             }
             Ok(Done::Appended)
         }
-        WriteRequest::Compact {
-            doc,
-            upto,
-            data,
-            at_ms,
-            ..
-        } => {
+        WriteRequest::Compact { doc, upto, data, at_ms, .. } => {
             let replaced_blob: Option<String> = tx
-                .query_row("SELECT blob_key FROM snapshots WHERE doc = ?1", [doc.0], |row| {
-                    row.get(0)
-                })
+                .query_row("SELECT blob_key FROM snapshots WHERE doc = ?1", [doc.0], |row| row.get(0))
                 .or_else(|err| match err {
                     rusqlite::Error::QueryReturnedNoRows => Ok(None),
                     other => Err(other),

@@ -48,12 +48,7 @@ impl TestServer {
         config.listen = addr;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(weft::run(config.clone(), listener, shutdown.clone()));
-        Self {
-            addr,
-            config,
-            shutdown,
-            task,
-        }
+        Self { addr, config, shutdown, task }
     }
 
     /// Shuts down gracefully and waits for `run` to return.
@@ -122,10 +117,8 @@ impl ProcessServer {
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         // std can only SIGKILL; the `kill` utility sends SIGTERM without any `unsafe`.
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
+        let sent =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
         assert!(sent.success(), "send SIGTERM");
         wait_with_timeout(&mut self.child, WAIT)
     }
@@ -148,10 +141,7 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "process did not exit in time"
-        );
+        assert!(std::time::Instant::now() < deadline, "process did not exit in time");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -171,9 +161,7 @@ pub async fn raw(url: &str) -> Ws {
 pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let next = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("server closes in time");
+        let next = tokio::time::timeout_at(deadline, ws.next()).await.expect("server closes in time");
         match next {
             Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
             Some(Ok(_)) => {}
@@ -229,10 +217,7 @@ pub fn items(doc: &Doc) -> Vec<String> {
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -248,9 +233,6 @@ pub fn db_path(dir: &Path) -> PathBuf {
 /// Logs to the test output when `WEFT_TEST_LOG` is set (for example `WEFT_TEST_LOG=weft=debug`).
 pub fn init_logging() {
     if let Ok(filter) = std::env::var("WEFT_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
 }

@@ -48,20 +48,12 @@ pub fn decode_update(payload: &Bytes) -> Result<Vec<AwarenessEntry>, DecodeError
         let clock: u64 = cursor.read_var()?;
         let state = cursor.read_string()?;
         if serde_json::from_str::<serde::de::IgnoredAny>(state).is_err() {
-            return Err(DecodeError::Malformed(format!(
-                "awareness state of client {client_id} is not JSON"
-            )));
+            return Err(DecodeError::Malformed(format!("awareness state of client {client_id} is not JSON")));
         }
-        entries.push(AwarenessEntry {
-            client_id,
-            clock,
-            state: payload.slice_ref(state.as_bytes()),
-        });
+        entries.push(AwarenessEntry { client_id, clock, state: payload.slice_ref(state.as_bytes()) });
     }
     if cursor.has_content() {
-        return Err(DecodeError::Malformed(
-            "trailing bytes after awareness update".into(),
-        ));
+        return Err(DecodeError::Malformed("trailing bytes after awareness update".into()));
     }
     Ok(entries)
 }
@@ -109,11 +101,7 @@ impl AwarenessStates {
         self.live.remove(&client_id)?;
         let clock = self.clocks.get(&client_id).copied().unwrap_or(0) + 1;
         self.clocks.insert(client_id, clock);
-        Some(AwarenessEntry {
-            client_id,
-            clock,
-            state: Bytes::from_static(NULL_STATE),
-        })
+        Some(AwarenessEntry { client_id, clock, state: Bytes::from_static(NULL_STATE) })
     }
 
     /// Every live state, as entries, in client-id order.
@@ -152,19 +140,12 @@ mod tests {
     use super::*;
 
     fn entry(client_id: u64, clock: u64, state: &'static str) -> AwarenessEntry {
-        AwarenessEntry {
-            client_id,
-            clock,
-            state: Bytes::from_static(state.as_bytes()),
-        }
+        AwarenessEntry { client_id, clock, state: Bytes::from_static(state.as_bytes()) }
     }
 
     #[test]
     fn updates_round_trip() {
-        let entries = vec![
-            entry(1, 3, r#"{"user":"ann"}"#),
-            entry(u64::from(u32::MAX) + 9, 0, "null"),
-        ];
+        let entries = vec![entry(1, 3, r#"{"user":"ann"}"#), entry(u64::from(u32::MAX) + 9, 0, "null")];
         assert_eq!(decode_update(&encode_update(entries.iter())).unwrap(), entries);
     }
 
@@ -172,16 +153,10 @@ mod tests {
     fn newer_clocks_win_and_removal_needs_a_live_state() {
         let mut states = AwarenessStates::default();
         assert!(states.apply(&entry(1, 1, "{}")));
-        assert!(
-            !states.apply(&entry(1, 1, r#"{"a":1}"#)),
-            "same clock, not a removal"
-        );
+        assert!(!states.apply(&entry(1, 1, r#"{"a":1}"#)), "same clock, not a removal");
         assert!(states.apply(&entry(1, 2, r#"{"a":1}"#)));
         assert!(!states.apply(&entry(1, 1, "null")), "older removal");
-        assert!(
-            states.apply(&entry(1, 2, "null")),
-            "same-clock removal of a live state"
-        );
+        assert!(states.apply(&entry(1, 2, "null")), "same-clock removal of a live state");
         assert!(states.is_empty());
         assert!(!states.apply(&entry(1, 2, "null")));
     }
@@ -193,10 +168,7 @@ mod tests {
         let removal = states.remove(7).unwrap();
         assert_eq!((removal.clock, removal.is_removal()), (5, true));
         assert!(states.remove(7).is_none());
-        assert!(
-            !states.apply(&entry(7, 4, "{}")),
-            "a stale state cannot resurrect the client"
-        );
+        assert!(!states.apply(&entry(7, 4, "{}")), "a stale state cannot resurrect the client");
     }
 
     #[test]

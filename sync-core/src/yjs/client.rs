@@ -165,11 +165,7 @@ impl YjsClient {
         // its initial empty state), so the first state announced is clock 1.
         let clock = self.local_awareness.as_ref().map_or(1, |e| e.clock + 1);
         let state = Bytes::copy_from_slice(state_json.unwrap_or("null").as_bytes());
-        let entry = AwarenessEntry {
-            client_id: self.doc.client_id().get(),
-            clock,
-            state,
-        };
+        let entry = AwarenessEntry { client_id: self.doc.client_id().get(), clock, state };
         if self.connected {
             let frame = Message::Awareness(awareness::encode_update(std::iter::once(&entry))).encode();
             self.outbox.push_back(frame);
@@ -211,13 +207,8 @@ impl YjsClient {
     fn apply_remote(&mut self, update: &[u8]) -> Result<(), ClientError> {
         let result = catch_unwind(AssertUnwindSafe(|| {
             let update = Update::decode_v1(update).map_err(|e| e.to_string())?;
-            self.doc
-                .transact_mut_with(REMOTE_ORIGIN)
-                .apply_update(update)
-                .map_err(|e| e.to_string())
+            self.doc.transact_mut_with(REMOTE_ORIGIN).apply_update(update).map_err(|e| e.to_string())
         }));
-        result
-            .unwrap_or_else(|_| Err("decoder panicked".into()))
-            .map_err(ClientError::InvalidUpdate)
+        result.unwrap_or_else(|_| Err("decoder panicked".into())).map_err(ClientError::InvalidUpdate)
     }
 }

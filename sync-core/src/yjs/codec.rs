@@ -241,9 +241,7 @@ mod tests {
     #[test]
     fn payloads_borrow_the_frame() {
         let frame = Message::Update(Bytes::from_static(&[1, 2, 3])).encode();
-        let Message::Update(payload) = &decode_frame(&frame).unwrap()[0] else {
-            panic!("not an update")
-        };
+        let Message::Update(payload) = &decode_frame(&frame).unwrap()[0] else { panic!("not an update") };
         assert_eq!(payload.as_ptr(), frame[3..].as_ptr());
     }
 }

@@ -9,4 +9,4 @@ pub mod relay;
 pub use awareness::{AwarenessEntry, AwarenessStates};
 pub use client::{ClientError, YjsClient};
 pub use codec::{DecodeError, Message};
-pub use relay::{Event, LoadError, Relay, RelayLimits};
+pub use relay::{Relay, RelayLimits};

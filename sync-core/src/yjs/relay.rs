@@ -30,6 +30,7 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::awareness::{self, AwarenessEntry, AwarenessStates};
 use super::codec::Message;
+use crate::relay::{Access, Event, LoadError, LogAccounting, Snapshot};
 use crate::{CloseCode, PeerId};
 
 /// Deferred updates a document may hold before the oldest is integrated regardless of its gap.
@@ -44,87 +45,13 @@ pub struct RelayLimits {
 
 impl Default for RelayLimits {
     fn default() -> Self {
-        Self {
-            max_document_bytes: 256 * 1024 * 1024,
-        }
+        Self { max_document_bytes: 256 * 1024 * 1024 }
     }
-}
-
-/// Something the shell must do on the relay's behalf, in the order returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Send `frame` to one peer.
-    Send {
-        /// The recipient.
-        peer: PeerId,
-        /// One encoded y-protocols message.
-        frame: Bytes,
-    },
-    /// Send `frame` to every peer currently joined (including the one whose message caused it),
-    /// except those listed.
-    Broadcast {
-        /// One encoded y-protocols message, shared by all recipients.
-        frame: Bytes,
-        /// Peers that must not receive it (usually none, so this does not allocate).
-        except: Vec<PeerId>,
-    },
-    /// Append `update` to the durable log under `seq`, then report it with [`Relay::handle_durable`].
-    Append {
-        /// The log sequence number; strictly increasing, without gaps.
-        seq: u64,
-        /// The v1 update exactly as the peer sent it.
-        update: Bytes,
-        /// The peer that sent it (for attribution).
-        peer: PeerId,
-    },
-    /// Close this peer's connection. The relay has already forgotten the peer.
-    Close {
-        /// The peer to disconnect.
-        peer: PeerId,
-        /// The close code to send.
-        code: CloseCode,
-        /// Why, for the log; never sent to other peers.
-        detail: String,
-    },
-}
-
-/// Why stored state could not be loaded into a relay.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The stored snapshot is not a valid update.
-    #[error("stored snapshot does not decode or apply: {0}")]
-    Snapshot(String),
-    /// A stored log entry is not a valid update.
-    #[error("stored update {seq} does not decode or apply: {detail}")]
-    Update {
-        /// The entry's sequence number.
-        seq: u64,
-        /// What went wrong.
-        detail: String,
-    },
-}
-
-/// A full-state encoding of the replica covering the log up to `upto`.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Every log entry with `seq <= upto` is contained in `state`.
-    pub upto: u64,
-    /// The document state as a v1 update.
-    pub state: Bytes,
-    /// The relay's running totals when the snapshot was taken, so that [`Relay::handle_compacted`]
-    /// can account for updates appended while the snapshot was being written.
-    marks: Totals,
-}
-
-/// Running totals of what the relay has appended since it was loaded.
-#[derive(Debug, Clone, Copy, Default)]
-struct Totals {
-    bytes: u64,
-    count: u64,
 }
 
 #[derive(Debug, Default)]
 struct PeerState {
+    access: Access,
     /// Awareness client ids this peer has announced; their states are removed when it leaves.
     awareness_clients: Vec<u64>,
     /// `Some(seq)` once the peer's sync step 1 was answered with a step 2 covering the log up to
@@ -134,15 +61,24 @@ struct PeerState {
     covered_upto: Option<u64>,
 }
 
-/// An update that was accepted and handed out for appending.
+/// A write that was accepted and waits for the log to hold everything up to `seq`.
 #[derive(Debug)]
 struct Accepted {
     seq: u64,
     sender: PeerId,
-    frame: Bytes,
-    /// Deferred updates are echoed to their sender only; the others get the content from the
-    /// sender's step 2 that fills the gap.
-    echo_only: bool,
+    delivery: Delivery,
+}
+
+/// What happens once an accepted write is durable (its sender is acknowledged in every case).
+#[derive(Debug)]
+enum Delivery {
+    /// Broadcast the update frame to every covered peer and echo it to the sender.
+    Broadcast(Bytes),
+    /// A deferred update: echo it to the sender only; the others get its content from the sender's
+    /// step 2 that fills the gap.
+    EchoOnly(Bytes),
+    /// An empty update: nothing to send, but it is acknowledged in order with the sender's others.
+    AckOnly,
 }
 
 /// The state machine. See the module documentation.
@@ -164,12 +100,8 @@ pub struct Relay {
     /// The step 2 frame answering an empty state vector, valid while `last_seq` is unchanged: joiners
     /// arriving together share one encoding.
     full_state: Option<(u64, Bytes)>,
-    /// Size of the snapshot the stored state starts from.
-    base_bytes: u64,
-    /// Totals at the time of that snapshot (zero for the one found at load).
-    base: Totals,
-    /// Totals of everything in the log tail loaded plus everything appended since.
-    appended: Totals,
+    /// Snapshot plus log tail sizes, for the document limit and the compaction trigger.
+    log: LogAccounting,
     events: VecDeque<Event>,
     poisoned: bool,
 }
@@ -188,9 +120,7 @@ impl Relay {
             deferred: VecDeque::new(),
             held: VecDeque::new(),
             full_state: None,
-            base_bytes: 0,
-            base: Totals::default(),
-            appended: Totals::default(),
+            log: LogAccounting::default(),
             events: VecDeque::new(),
             poisoned: false,
         }
@@ -212,40 +142,31 @@ impl Relay {
             let decoded = decode_guarded(state).map_err(LoadError::Snapshot)?;
             apply_update_guarded(&relay.doc, decoded).map_err(LoadError::Snapshot)?;
             relay.last_seq = upto;
-            relay.base_bytes = state.len() as u64;
+            relay.log = LogAccounting::with_snapshot(state.len() as u64);
         }
         for (seq, update) in log {
             if seq <= relay.last_seq {
                 continue;
             }
             let decoded = decode_guarded(update).map_err(|detail| LoadError::Update { seq, detail })?;
-            relay
-                .integrate(seq, decoded)
-                .map_err(|detail| LoadError::Update { seq, detail })?;
+            relay.integrate(seq, decoded).map_err(|detail| LoadError::Update { seq, detail })?;
             relay.last_seq = seq;
-            relay.appended.bytes += update.len() as u64;
-            relay.appended.count += 1;
+            relay.log.record_append(update.len());
         }
         relay.durable_seq = relay.last_seq;
         Ok(relay)
     }
 
-    /// A peer connected: greet it with the relay's state vector and the live awareness states.
-    pub fn handle_join(&mut self, peer: PeerId) {
+    /// A peer connected with `access`: greet it with the relay's state vector and the live
+    /// awareness states.
+    pub fn handle_join(&mut self, peer: PeerId, access: Access) {
         if self.poisoned {
-            self.close(
-                peer,
-                CloseCode::InternalError,
-                "document is being reloaded".into(),
-            );
+            self.close(peer, CloseCode::InternalError, "document is being reloaded".into());
             return;
         }
-        self.peers.insert(peer, PeerState::default());
+        self.peers.insert(peer, PeerState { access, ..PeerState::default() });
         let sv = self.doc.transact().state_vector().encode_v1();
-        self.events.push_back(Event::Send {
-            peer,
-            frame: Message::SyncStep1(sv.into()).encode(),
-        });
+        self.events.push_back(Event::Send { peer, frame: Message::SyncStep1(sv.into()).encode() });
         if !self.awareness.is_empty() {
             let entries = self.awareness.live_entries();
             let frame = Message::Awareness(awareness::encode_update(entries.iter())).encode();
@@ -278,17 +199,11 @@ impl Relay {
             return;
         };
         self.held.retain(|(_, p, _)| *p != peer);
-        let removals: Vec<AwarenessEntry> = state
-            .awareness_clients
-            .iter()
-            .filter_map(|&client| self.awareness.remove(client))
-            .collect();
+        let removals: Vec<AwarenessEntry> =
+            state.awareness_clients.iter().filter_map(|&client| self.awareness.remove(client)).collect();
         if !removals.is_empty() && !self.peers.is_empty() {
             let frame = Message::Awareness(awareness::encode_update(removals.iter())).encode();
-            self.events.push_back(Event::Broadcast {
-                frame,
-                except: Vec::new(),
-            });
+            self.events.push_back(Event::Broadcast { frame, except: Vec::new() });
         }
     }
 
@@ -299,33 +214,32 @@ impl Relay {
             if accepted.seq > self.durable_seq {
                 break;
             }
-            let Some(Accepted {
-                seq,
-                sender,
-                frame,
-                echo_only,
-            }) = self.awaiting_durability.pop_front()
-            else {
+            let Some(Accepted { seq, sender, delivery }) = self.awaiting_durability.pop_front() else {
                 break;
             };
-            if echo_only {
-                if self.peers.contains_key(&sender) {
+            let sender_joined = self.peers.contains_key(&sender);
+            match delivery {
+                Delivery::Broadcast(frame) if !self.peers.is_empty() => {
+                    // The sender always gets its echo: that is its acknowledgement, and it built
+                    // the update on state it already has.
+                    let except = self
+                        .peers
+                        .iter()
+                        .filter(|(peer, state)| {
+                            **peer != sender && state.covered_upto.is_none_or(|upto| upto >= seq)
+                        })
+                        .map(|(peer, _)| *peer)
+                        .collect();
+                    self.events.push_back(Event::Broadcast { frame, except });
+                }
+                Delivery::EchoOnly(frame) if sender_joined => {
                     self.events.push_back(Event::Send { peer: sender, frame });
                 }
-                continue;
+                Delivery::Broadcast(_) | Delivery::EchoOnly(_) | Delivery::AckOnly => {}
             }
-            if self.peers.is_empty() {
-                continue;
+            if sender_joined {
+                self.events.push_back(Event::Acknowledge { peer: sender });
             }
-            // The sender always gets its echo: that is its acknowledgement, and it built the
-            // update on state it already has.
-            let except = self
-                .peers
-                .iter()
-                .filter(|(peer, state)| **peer != sender && state.covered_upto.is_none_or(|upto| upto >= seq))
-                .map(|(peer, _)| *peer)
-                .collect();
-            self.events.push_back(Event::Broadcast { frame, except });
         }
         while let Some((needs, _, _)) = self.held.front() {
             if *needs > self.durable_seq {
@@ -355,22 +269,14 @@ impl Relay {
     /// The shell must persist it only after the appends up to `upto` it has already been handed, in
     /// order, so that the snapshot replaces exactly the log prefix it contains.
     pub fn snapshot(&self) -> Snapshot {
-        let state = self
-            .doc
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default());
+        let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
         let upto = self.deferred.front().map_or(self.last_seq, |(seq, _)| seq - 1);
-        Snapshot {
-            upto,
-            state: state.into(),
-            marks: self.appended,
-        }
+        self.log.snapshot(upto, state.into())
     }
 
     /// `snapshot` is stored and replaced the log prefix it covers.
     pub fn handle_compacted(&mut self, snapshot: &Snapshot) {
-        self.base_bytes = snapshot.state.len() as u64;
-        self.base = snapshot.marks;
+        self.log.compacted(snapshot);
     }
 
     /// Sequence number of the last applied update.
@@ -385,12 +291,12 @@ impl Relay {
 
     /// Log entries after the last snapshot.
     pub fn log_len(&self) -> u64 {
-        self.appended.count - self.base.count
+        self.log.log_len()
     }
 
     /// Stored size of the document: snapshot plus log tail.
     pub fn stored_bytes(&self) -> u64 {
-        self.base_bytes + self.appended.bytes - self.base.bytes
+        self.log.stored_bytes()
     }
 
     /// Number of joined peers.
@@ -439,17 +345,19 @@ impl Relay {
         {
             return frame.clone();
         }
-        let state = self
-            .doc
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default());
+        let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
         let frame = Message::SyncStep2(state.into()).encode();
         self.full_state = Some((self.last_seq, frame.clone()));
         frame
     }
 
     fn accept_update(&mut self, peer: PeerId, update: Bytes) {
+        if self.peers.get(&peer).is_some_and(|state| state.access == Access::ReadOnly) {
+            self.events.push_back(Event::Refused { peer });
+            return;
+        }
         if is_empty_update(&update) {
+            self.accepted(Accepted { seq: self.last_seq, sender: peer, delivery: Delivery::AckOnly });
             return;
         }
         let grown = self.stored_bytes() + update.len() as u64;
@@ -474,16 +382,20 @@ impl Relay {
             Err(detail) => return self.poison(Some(peer), &detail),
         };
         self.last_seq = seq;
-        self.appended.bytes += update.len() as u64;
-        self.appended.count += 1;
+        self.log.record_append(update.len());
         let frame = Message::Update(update.clone()).encode();
-        self.awaiting_durability.push_back(Accepted {
-            seq,
-            sender: peer,
-            frame,
-            echo_only: deferred,
-        });
+        let delivery = if deferred { Delivery::EchoOnly(frame) } else { Delivery::Broadcast(frame) };
         self.events.push_back(Event::Append { seq, update, peer });
+        self.accepted(Accepted { seq, sender: peer, delivery });
+    }
+
+    /// Queues an accepted write for release once the log holds it (at once if it already does).
+    fn accepted(&mut self, accepted: Accepted) {
+        let ready = accepted.seq <= self.durable_seq && self.awaiting_durability.is_empty();
+        self.awaiting_durability.push_back(accepted);
+        if ready {
+            self.handle_durable(self.durable_seq);
+        }
     }
 
     /// Integrates `update` (log position `seq`) if the replica holds what it builds on, otherwise
@@ -532,10 +444,7 @@ impl Relay {
         }
         if changed {
             let frame = Message::Awareness(payload.clone()).encode();
-            self.events.push_back(Event::Broadcast {
-                frame,
-                except: Vec::new(),
-            });
+            self.events.push_back(Event::Broadcast { frame, except: Vec::new() });
         }
     }
 
@@ -552,16 +461,9 @@ impl Relay {
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         self.peers.clear();
         for peer in peers {
-            let code = if Some(peer) == culprit {
-                CloseCode::InvalidUpdate
-            } else {
-                CloseCode::InternalError
-            };
-            self.events.push_back(Event::Close {
-                peer,
-                code,
-                detail: detail.to_owned(),
-            });
+            let code =
+                if Some(peer) == culprit { CloseCode::InvalidUpdate } else { CloseCode::InternalError };
+            self.events.push_back(Event::Close { peer, code, detail: detail.to_owned() });
         }
     }
 }
