@@ -72,6 +72,10 @@ pub struct Settings {
     /// Log filter, `tracing` env-filter syntax [default: info].
     #[arg(long, env = "WEFT_LOG")]
     pub log: Option<String>,
+    /// Secret for HS256 JWTs; when set, every connection needs a token signed with it
+    /// [default: none — the relay is open].
+    #[arg(long, env = "WEFT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
 }
 
 impl Settings {
@@ -90,6 +94,7 @@ impl Settings {
             snapshot_inline_max_bytes: self.snapshot_inline_max_bytes.or(lower.snapshot_inline_max_bytes),
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             log: self.log.or(lower.log),
+            jwt_secret: self.jwt_secret.or(lower.jwt_secret),
         }
     }
 }
@@ -109,6 +114,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log filter.
     pub log: String,
+    /// Secret for HS256 JWTs; `None` leaves the relay open.
+    pub jwt_secret: Option<String>,
 }
 
 impl Config {
@@ -148,6 +155,9 @@ impl Config {
         if compact_after_updates == 0 {
             bail!("compact_after_updates must be at least 1");
         }
+        if s.jwt_secret.as_ref().is_some_and(|secret| !secret.is_empty() && secret.len() < 16) {
+            bail!("jwt_secret must be at least 16 bytes long");
+        }
         Ok(Self {
             listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             storage: StorageConfig {
@@ -165,6 +175,7 @@ impl Config {
             max_message_bytes,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs.unwrap_or(10)),
             log: s.log.unwrap_or_else(|| "info".to_owned()),
+            jwt_secret: s.jwt_secret.filter(|secret| !secret.is_empty()),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The Weft relay as a library: [`run`] serves the HTTP and WebSocket API on a bound listener until
 //! a shutdown token is cancelled. `main.rs` and the end-to-end tests both call it.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod rooms;
@@ -30,9 +31,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let tracker = TaskTracker::new();
     let rooms = Rooms::new(storage.clone(), config.rooms.clone(), tracker.clone(), shutdown.clone());
     let grace = config.shutdown_grace;
+    let auth = auth::Auth::new(config.jwt_secret.as_deref());
     let state = AppState {
         rooms,
         storage: storage.clone(),
+        auth,
         config: Arc::new(config),
         shutdown: shutdown.clone(),
         tracker,

@@ -91,6 +91,8 @@ fn read_only_peers_are_refused_and_nothing_is_stored() {
     relay.handle_join(A, Access::ReadOnly);
     relay.handle_message(A, Message::SyncStep1(Bytes::from_static(&[0])));
     events(&mut relay);
+    relay.handle_message(A, Message::SyncStep2(Bytes::from_static(&[0, 0])));
+    assert_eq!(events(&mut relay), vec![Event::Acknowledge { peer: A }], "an empty handshake is no write");
     relay.handle_message(A, Message::Update(typed(1, "nope")));
     assert_eq!(events(&mut relay), vec![Event::Refused { peer: A }]);
     assert_eq!(relay.last_seq(), 0);

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use weft_sync_core::InvalidDocId;
 
+use crate::auth::AuthError;
+
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -21,6 +23,9 @@ pub enum ApiError {
     /// The server cannot serve requests right now.
     #[error("not ready: {0}")]
     NotReady(&'static str),
+    /// The request's token is missing or invalid, or does not cover the document.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ApiError {
@@ -30,6 +35,8 @@ impl ApiError {
             Self::InvalidDocId(_) => StatusCode::BAD_REQUEST,
             Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(AuthError::NotForDocument) => StatusCode::FORBIDDEN,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -39,6 +46,8 @@ impl ApiError {
             Self::InvalidDocId(_) => "invalid_doc_id",
             Self::UpgradeRequired => "upgrade_required",
             Self::NotReady(_) => "not_ready",
+            Self::Auth(AuthError::NotForDocument) => "forbidden",
+            Self::Auth(_) => "unauthorized",
         }
     }
 }

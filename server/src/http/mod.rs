@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::rooms::Rooms;
 use crate::storage::Storage;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub rooms: Rooms,
     /// The store.
     pub storage: Storage,
+    /// Token verification.
+    pub auth: Auth,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Cancelled when the server starts shutting down.

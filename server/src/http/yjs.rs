@@ -7,39 +7,54 @@
 use axum::extract::ws::{
     Message as WsMessage, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use axum::response::Response;
 use futures_util::StreamExt;
-use weft_sync_core::relay::Access;
 use weft_sync_core::yjs::codec;
 use weft_sync_core::{CloseCode, DocId};
 
 use super::socket::{close_code_for, spawn_writer};
 use super::{ApiError, AppState};
+use crate::auth::Grant;
 use crate::rooms::{self, Dialect, Inbound};
 use crate::storage::Crdt;
 
-/// Validates the document name and upgrades to a WebSocket.
+/// Validates the document name and the token, then upgrades to a WebSocket.
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(doc_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let doc = DocId::new(doc_id)?;
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
+    let grant = state.auth.verify(request_token(&query, &headers), &doc)?;
     let max = state.config.max_message_bytes;
     let task = state.tracker.token();
     Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
-        serve(socket, doc, state).await;
+        serve(socket, doc, grant, state).await;
         drop(task);
     }))
 }
 
-async fn serve(socket: WebSocket, doc: DocId, state: AppState) {
+/// The token of an HTTP request: `?token=` or `Authorization: Bearer`.
+pub fn request_token<'a>(query: &'a HashMap<String, String>, headers: &'a HeaderMap) -> Option<&'a str> {
+    query
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim))
+}
+
+async fn serve(socket: WebSocket, doc: DocId, grant: Grant, state: AppState) {
     let (sink, mut stream) = socket.split();
     let (link, outbox, closer) = rooms::link(state.config.rooms.peer_outbox, Dialect::YWebsocket);
     let writer = spawn_writer(sink, outbox, closer.clone(), state.shutdown.clone());
-    let membership = match state.rooms.join(&doc, Crdt::Yjs, Access::ReadWrite, link).await {
+    let membership = match state.rooms.join(&doc, Crdt::Yjs, grant.access, link).await {
         Ok(membership) => membership,
         Err(err) => {
             tracing::info!(doc = %doc, error = %err, "join refused");

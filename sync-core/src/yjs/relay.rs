@@ -352,12 +352,13 @@ impl Relay {
     }
 
     fn accept_update(&mut self, peer: PeerId, update: Bytes) {
-        if self.peers.get(&peer).is_some_and(|state| state.access == Access::ReadOnly) {
-            self.events.push_back(Event::Refused { peer });
-            return;
-        }
+        // An empty update (a read-only client's handshake step 2, typically) changes nothing.
         if is_empty_update(&update) {
             self.accepted(Accepted { seq: self.last_seq, sender: peer, delivery: Delivery::AckOnly });
+            return;
+        }
+        if self.peers.get(&peer).is_some_and(|state| state.access == Access::ReadOnly) {
+            self.events.push_back(Event::Refused { peer });
             return;
         }
         let grown = self.stored_bytes() + update.len() as u64;
