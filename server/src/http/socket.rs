@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
@@ -18,6 +18,23 @@ use crate::rooms::Closer;
 /// Frames written before one flush: enough to turn a burst into one write, few enough to keep
 /// latency for the first frame low.
 const FRAMES_PER_FLUSH: usize = 64;
+
+/// Initial capacity of a connection's read buffer. tungstenite's default (128 KiB) is sized for bulk
+/// transfer; a sync connection is mostly idle and its messages are small, and larger ones grow the
+/// buffer as needed, so idle connections stay cheap.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Bytes of outgoing frames tungstenite gathers before writing to the socket; the writer task flushes
+/// after every batch anyway.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Applies the limits and buffer sizes every Weft WebSocket uses.
+pub fn configure(ws: WebSocketUpgrade, max_message_bytes: usize) -> WebSocketUpgrade {
+    ws.max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+}
 
 /// How long a close frame may take to go out before the socket is dropped anyway. A peer disconnected
 /// for being slow usually has a full socket, so its close frame often cannot be delivered.

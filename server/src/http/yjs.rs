@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use weft_sync_core::yjs::codec;
 use weft_sync_core::{CloseCode, DocId};
 
-use super::socket::{close_code_for, spawn_writer};
+use super::socket::{close_code_for, configure, spawn_writer};
 use super::{ApiError, AppState};
 use crate::auth::Grant;
 use crate::rooms::{self, Dialect, Inbound};
@@ -36,7 +36,7 @@ pub async fn upgrade(
     let grant = state.auth.verify(request_token(&query, &headers), &doc)?;
     let max = state.config.max_message_bytes;
     let task = state.tracker.token();
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+    Ok(configure(ws, max).on_upgrade(move |socket| async move {
         serve(socket, doc, grant, state).await;
         drop(task);
     }))
