@@ -31,18 +31,11 @@ struct Writer {
 impl Writer {
     /// Appends one update and waits until it is durable.
     async fn append_one(&mut self, storage: &Storage, at_ms: i64) {
-        let update = NewUpdate {
-            seq: self.next_seq,
-            bytes: Bytes::from_static(KEYSTROKE),
-            user_id: None,
-            at_ms,
-        };
+        let update =
+            NewUpdate { seq: self.next_seq, bytes: Bytes::from_static(KEYSTROKE), user_id: None, at_ms };
         self.next_seq += 1;
         // Holds unless the disk fails or fills up, which would make every figure meaningless anyway.
-        let receipt = storage
-            .append(self.doc, vec![update])
-            .await
-            .expect("storage accepts the append");
+        let receipt = storage.append(self.doc, vec![update]).await.expect("storage accepts the append");
         receipt.await.expect("the append becomes durable");
     }
 }
@@ -63,33 +56,18 @@ impl Log {
             .prefix("weft-bench-storage-")
             .tempdir_in(std::env::temp_dir())
             .expect("creating a temporary directory");
-        let config = StorageConfig {
-            data_dir: dir.path().to_owned(),
-            durability,
-            snapshot_inline_max: 1 << 20,
-        };
+        let config =
+            StorageConfig { data_dir: dir.path().to_owned(), durability, snapshot_inline_max: 1 << 20 };
         let storage = Storage::open(&config).await.expect("opening the store");
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64);
+        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64);
         let mut docs = Vec::with_capacity(writers);
         for n in 0..writers {
             let name = DocId::new(format!("bench-{n}")).expect("the name is a valid document id");
-            let stored = storage
-                .load_or_create(&name, Crdt::Yjs, at_ms)
-                .await
-                .expect("creating the document");
-            docs.push(Writer {
-                doc: stored.key,
-                next_seq: 1,
-            });
+            let stored =
+                storage.load_or_create(&name, Crdt::Yjs, at_ms).await.expect("creating the document");
+            docs.push(Writer { doc: stored.key, next_seq: 1 });
         }
-        Self {
-            storage,
-            writers: docs,
-            at_ms,
-            dir,
-        }
+        Self { storage, writers: docs, at_ms, dir }
     }
 
     /// Every writer, concurrently, appends `rounds` updates one after another, awaiting each
@@ -125,10 +103,7 @@ impl Log {
 
 fn storage_bench(c: &mut Criterion, runtime: &Runtime) {
     let mut group = c.benchmark_group("update_log_append");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     let scenarios = [
         ("fsync/1_writer", Durability::Fsync, 1),
         ("fsync/64_writers", Durability::Fsync, 64),
@@ -138,9 +113,7 @@ fn storage_bench(c: &mut Criterion, runtime: &Runtime) {
         let mut log = runtime.block_on(Log::open(durability, writers));
         // One iteration is one update from every writer.
         group.throughput(Throughput::Elements(writers as u64));
-        group.bench_function(name, |b| {
-            b.iter_custom(|rounds| runtime.block_on(log.run(rounds)))
-        });
+        group.bench_function(name, |b| b.iter_custom(|rounds| runtime.block_on(log.run(rounds))));
         runtime.block_on(log.close());
     }
     group.finish();
@@ -150,10 +123,8 @@ fn storage_bench(c: &mut Criterion, runtime: &Runtime) {
 // undocumented `pub fn` that the workspace's `missing_docs` lint rejects.
 fn main() {
     // Holds on any machine where the benchmarks can run at all: building a runtime only spawns threads.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime");
     let mut criterion = Criterion::default().configure_from_args();
     storage_bench(&mut criterion, &runtime);
     criterion.final_summary();

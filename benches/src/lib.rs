@@ -84,10 +84,7 @@ impl Trace {
         flate2::read::GzDecoder::new(std::fs::File::open(path)?).read_to_end(&mut json)?;
         let file: TraceFile = serde_json::from_slice(&json)?;
         if !file.start_content.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "trace starts from a non-empty text",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "trace starts from a non-empty text"));
         }
         let edits: Vec<Edit> = file.txns.into_iter().flat_map(|txn| txn.patches).collect();
         if !file.end_content.is_ascii() || !edits.iter().all(|edit| edit.insert.is_ascii()) {
@@ -96,10 +93,7 @@ impl Trace {
                 "trace holds non-ASCII text; positions would not be byte offsets",
             ));
         }
-        Ok(Self {
-            edits,
-            end_content: file.end_content,
-        })
+        Ok(Self { edits, end_content: file.end_content })
     }
 
     /// Replays the trace on a fresh Yjs document (root text [`TEXT_ROOT`], client [`TRACE_CLIENT_ID`]),
@@ -122,9 +116,7 @@ fn replay_yjs_into(edits: &[Edit], doc: &Doc) -> Vec<Bytes> {
     let updates = Arc::new(Mutex::new(Vec::with_capacity(edits.len())));
     let sink = Arc::clone(&updates);
     doc.observe_update_v1(OBSERVER, move |_, event| {
-        sink.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Bytes::from(event.update.clone()));
+        sink.lock().unwrap_or_else(PoisonError::into_inner).push(Bytes::from(event.update.clone()));
     })
     // Holds: nothing else can have a transaction open on a document this function is handed fresh.
     .expect("no transaction is open on the replay document");
@@ -138,8 +130,7 @@ fn replay_yjs_into(edits: &[Edit], doc: &Doc) -> Vec<Bytes> {
         }
     }
     // Holds: every transaction above was dropped (committed) at the end of its loop iteration.
-    doc.unobserve_update_v1(OBSERVER)
-        .expect("no transaction is open after the replay");
+    doc.unobserve_update_v1(OBSERVER).expect("no transaction is open after the replay");
     std::mem::take(&mut *updates.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
@@ -179,10 +170,7 @@ mod tests {
     fn yjs_replay_matches_the_edits_and_its_updates_rebuild_the_text() {
         let trace = Trace::load_standard().expect("the standard trace loads");
         let edits = &trace.edits[..YJS_PREFIX];
-        assert!(
-            edits.iter().any(|edit| edit.delete > 0),
-            "the prefix exercises deletions"
-        );
+        assert!(edits.iter().any(|edit| edit.delete > 0), "the prefix exercises deletions");
         let expected = apply_to_string(edits);
 
         let doc = Doc::with_client_id(TRACE_CLIENT_ID);
@@ -195,15 +183,9 @@ mod tests {
         let fresh = Doc::new();
         for update in &updates {
             let update = Update::decode_v1(update).expect("replayed updates decode");
-            fresh
-                .transact_mut()
-                .apply_update(update)
-                .expect("replayed updates apply");
+            fresh.transact_mut().apply_update(update).expect("replayed updates apply");
         }
         let rebuilt = fresh.get_or_insert_text(TEXT_ROOT).get_string(&fresh.transact());
-        assert!(
-            rebuilt == expected,
-            "applying the updates does not rebuild the text"
-        );
+        assert!(rebuilt == expected, "applying the updates does not rebuild the text");
     }
 }

@@ -116,6 +116,9 @@ pub struct Config {
     pub log: String,
     /// Secret for HS256 JWTs; `None` leaves the relay open.
     pub jwt_secret: Option<String>,
+    /// How often Hocuspocus v4 sockets are pinged. Not a setting: it must stay well under the
+    /// providers' own 30 s silence timeout; tests shorten it.
+    pub hocuspocus_ping: Duration,
 }
 
 impl Config {
@@ -176,6 +179,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs.unwrap_or(10)),
             log: s.log.unwrap_or_else(|| "info".to_owned()),
             jwt_secret: s.jwt_secret.filter(|secret| !secret.is_empty()),
+            hocuspocus_ping: Duration::from_secs(15),
         })
     }
 }

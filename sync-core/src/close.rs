@@ -29,6 +29,9 @@ pub enum CloseCode {
     UnsupportedData = 4415,
     /// A message decoded but carried an invalid CRDT update or state vector.
     InvalidUpdate = 4422,
+    /// More messages arrived for documents not yet authenticated (or still loading) than the
+    /// connection may queue.
+    TooManyPending = 4429,
     /// The peer did not read its messages fast enough and its outbox filled; reconnect and resync.
     SlowConsumer = 4529,
 }
@@ -52,6 +55,7 @@ impl CloseCode {
             Self::WrongCrdt => "document uses a different CRDT",
             Self::DocumentTooLarge => "document too large",
             Self::InvalidUpdate => "invalid update",
+            Self::TooManyPending => "too many messages before authentication",
             Self::SlowConsumer => "slow consumer",
         }
     }
@@ -63,7 +67,7 @@ impl CloseCode {
 
     /// Looks up a close code received on the wire.
     pub fn from_code(code: u16) -> Option<Self> {
-        const ALL: [CloseCode; 11] = [
+        const ALL: [CloseCode; 12] = [
             CloseCode::GoingAway,
             CloseCode::InternalError,
             CloseCode::MalformedMessage,
@@ -74,6 +78,7 @@ impl CloseCode {
             CloseCode::DocumentTooLarge,
             CloseCode::UnsupportedData,
             CloseCode::InvalidUpdate,
+            CloseCode::TooManyPending,
             CloseCode::SlowConsumer,
         ];
         ALL.into_iter().find(|c| c.code() == code)

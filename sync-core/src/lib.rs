@@ -5,6 +5,7 @@
 //! calls, outputs leave through `poll_*` calls or return values. That is what lets the same logic run in
 //! the relay, in the SDK and in deterministic simulations.
 
+pub mod automerge;
 pub mod close;
 pub mod hocuspocus;
 pub mod ids;
@@ -13,4 +14,4 @@ pub mod yjs;
 
 pub use close::CloseCode;
 pub use ids::{DocId, InvalidDocId, PeerId};
-pub use relay::{Access, Event, LoadError, Snapshot};
+pub use relay::{Access, Event, LoadError, RelayLimits, Snapshot};

@@ -18,6 +18,19 @@ pub enum Access {
     ReadOnly,
 }
 
+/// Size limits a relay enforces on document content, whatever its CRDT.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Largest size, in stored bytes (snapshot plus log tail), the document may grow to.
+    pub max_document_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self { max_document_bytes: 256 * 1024 * 1024 }
+    }
+}
+
 /// Something the shell must do on the relay's behalf, in the order returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -99,6 +99,39 @@ fn read_only_peers_are_refused_and_nothing_is_stored() {
 }
 
 #[test]
+fn a_read_only_handshake_that_brings_nothing_new_is_acknowledged() {
+    // A read-only client that already holds the document (with deletions) reconnects: its step 2
+    // carries no new items but its whole delete set. Refusing it would leave a Hocuspocus
+    // provider counting one unsynced change forever.
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, B);
+    let client = Doc::with_client_id(5);
+    let t = client.get_or_insert_text("t");
+    t.insert(&mut client.transact_mut(), 0, "hello brave world");
+    t.remove_range(&mut client.transact_mut(), 5, 6);
+    let full = client.transact().encode_state_as_update_v1(&StateVector::default());
+    relay.handle_message(B, Message::Update(full.into()));
+    relay.handle_durable(1);
+    events(&mut relay);
+
+    relay.handle_join(A, Access::ReadOnly);
+    relay.handle_message(A, Message::SyncStep1(Bytes::from_static(&[0])));
+    events(&mut relay);
+    let relay_sv = relay.doc().transact().state_vector();
+    let handshake = client.transact().encode_state_as_update_v1(&relay_sv);
+    assert_ne!(handshake, [0, 0], "the handshake carries the delete set");
+    relay.handle_message(A, Message::SyncStep2(handshake.into()));
+    assert_eq!(events(&mut relay), vec![Event::Acknowledge { peer: A }]);
+
+    // A further deletion is new, and refused.
+    t.remove_range(&mut client.transact_mut(), 0, 1);
+    let handshake = client.transact().encode_state_as_update_v1(&relay_sv);
+    relay.handle_message(A, Message::SyncStep2(handshake.into()));
+    assert_eq!(events(&mut relay), vec![Event::Refused { peer: A }]);
+    assert_eq!(relay.last_seq(), 1);
+}
+
+#[test]
 fn an_empty_update_is_acknowledged_after_the_writes_before_it() {
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);

@@ -1,7 +1,9 @@
 //! The HTTP surface: the router, shared handler state, health endpoints, and one module per
 //! WebSocket dialect.
 
+mod automerge;
 mod error;
+mod hocuspocus;
 mod socket;
 mod yjs;
 
@@ -44,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/ws/yjs/{*doc_id}", get(yjs::upgrade))
+        .route("/ws/hocuspocus", get(hocuspocus::upgrade))
+        .route("/ws/automerge", get(automerge::upgrade))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }

@@ -80,7 +80,18 @@ pub fn spawn_writer(
             Some(code) => {
                 closer.close(code);
                 let frame = CloseFrame { code: code.code(), reason: code.reason().into() };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
+                let close = async {
+                    // Frames queued before the close go out first (an automerge-repo `error` message
+                    // saying why, for one), within the same time limit. Not for a slow consumer: its
+                    // backlog is what got it closed, and it resyncs anyway.
+                    if code != CloseCode::SlowConsumer {
+                        while let Ok(queued) = outbox.try_recv() {
+                            sink.feed(WsMessage::Binary(queued)).await?;
+                        }
+                    }
+                    sink.send(WsMessage::Close(Some(frame))).await
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
             }
             None => {
                 closer.finish();

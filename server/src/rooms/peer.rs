@@ -4,13 +4,16 @@
 //! The room never awaits a peer. It `try_send`s; a full outbox means the peer is not keeping up and is
 //! disconnected (close code 4529) so that it resyncs from its state vector — an update is never
 //! dropped while the connection stays open.
+//!
+//! Several peers may share one connection (a Hocuspocus socket serves many documents): they share
+//! its outbox and closer, and each can also be ended alone (see [`PeerLink::close`]).
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weft_sync_core::{CloseCode, hocuspocus};
+use weft_sync_core::{CloseCode, automerge, hocuspocus};
 
 /// How a peer's connection frames what the room sends it.
 #[derive(Clone, Debug)]
@@ -23,8 +26,11 @@ pub enum Dialect {
         /// The encoded routing key this peer's provider uses.
         prefix: Bytes,
     },
-    /// automerge-repo: the relay encodes complete messages addressed to this peer.
-    AutomergeRepo,
+    /// automerge-repo: the relay encodes complete messages addressed to this peer, by this route.
+    AutomergeRepo {
+        /// The peer ids and the document the relay's messages to this peer carry.
+        route: automerge::Route,
+    },
 }
 
 /// Creates the two ends of a peer's outbox: the [`PeerLink`] the room sends through, the receiver the
@@ -32,7 +38,7 @@ pub enum Dialect {
 pub fn link(capacity: usize, dialect: Dialect) -> (PeerLink, mpsc::Receiver<Bytes>, Closer) {
     let (tx, rx) = mpsc::channel(capacity);
     let closer = Closer::default();
-    (PeerLink { outbox: tx, closer: closer.clone(), dialect }, rx, closer)
+    (PeerLink { outbox: tx, closer: closer.clone(), dialect, detached: CancellationToken::new() }, rx, closer)
 }
 
 /// The room's end of a peer connection.
@@ -41,6 +47,8 @@ pub struct PeerLink {
     outbox: mpsc::Sender<Bytes>,
     closer: Closer,
     dialect: Dialect,
+    /// Ends this peer alone while its connection goes on serving others (see [`PeerLink::close`]).
+    detached: CancellationToken,
 }
 
 /// Why a frame could not be queued for a peer.
@@ -56,7 +64,17 @@ impl PeerLink {
     /// Another peer on the same connection (a Hocuspocus socket carries many documents): shares the
     /// outbox and closer, with its own dialect framing.
     pub fn sibling(&self, dialect: Dialect) -> PeerLink {
-        PeerLink { outbox: self.outbox.clone(), closer: self.closer.clone(), dialect }
+        PeerLink {
+            outbox: self.outbox.clone(),
+            closer: self.closer.clone(),
+            dialect,
+            detached: CancellationToken::new(),
+        }
+    }
+
+    /// How this peer's connection frames what the room sends it.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
     }
 
     /// Queues a relay frame, framed for this peer's dialect, without waiting.
@@ -65,7 +83,7 @@ impl PeerLink {
     /// [`Undeliverable`] when the outbox is full or the connection has ended.
     pub fn try_send(&self, frame: Bytes) -> Result<(), Undeliverable> {
         let frame = match &self.dialect {
-            Dialect::YWebsocket | Dialect::AutomergeRepo => frame,
+            Dialect::YWebsocket | Dialect::AutomergeRepo { .. } => frame,
             Dialect::Hocuspocus { prefix } => hocuspocus::wrap(prefix, &frame),
         };
         self.send_raw(frame)
@@ -78,7 +96,7 @@ impl PeerLink {
     pub fn acknowledge(&self) -> Result<(), Undeliverable> {
         match &self.dialect {
             Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::sync_status(prefix, true)),
-            Dialect::YWebsocket | Dialect::AutomergeRepo => Ok(()),
+            Dialect::YWebsocket | Dialect::AutomergeRepo { .. } => Ok(()),
         }
     }
 
@@ -90,7 +108,7 @@ impl PeerLink {
     pub fn refuse(&self) -> Result<(), Undeliverable> {
         match &self.dialect {
             Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::sync_status(prefix, false)),
-            Dialect::YWebsocket | Dialect::AutomergeRepo => {
+            Dialect::YWebsocket | Dialect::AutomergeRepo { .. } => {
                 self.close(CloseCode::Forbidden);
                 Ok(())
             }
@@ -104,12 +122,17 @@ impl PeerLink {
     pub fn stateless(&self, payload: &str) -> Result<(), Undeliverable> {
         match &self.dialect {
             Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::stateless(prefix, payload)),
-            Dialect::YWebsocket | Dialect::AutomergeRepo => Ok(()),
+            Dialect::YWebsocket | Dialect::AutomergeRepo { .. } => Ok(()),
         }
     }
 
-    fn send_raw(&self, frame: Bytes) -> Result<(), Undeliverable> {
-        if self.closer.is_closed() {
+    /// Queues a frame exactly as given, without this peer's dialect framing: for connection-level
+    /// frames such as Hocuspocus' ping, pong and auth replies.
+    ///
+    /// # Errors
+    /// [`Undeliverable`] as for [`PeerLink::try_send`].
+    pub fn send_raw(&self, frame: Bytes) -> Result<(), Undeliverable> {
+        if self.closer.is_closed() || self.detached.is_cancelled() {
             return Err(Undeliverable::Gone);
         }
         self.outbox.try_send(frame).map_err(|err| match err {
@@ -119,13 +142,35 @@ impl PeerLink {
     }
 
     /// Asks the connection to close with `code`. The first close wins.
+    ///
+    /// A Hocuspocus or automerge-repo socket carries other documents: a permanent problem with this
+    /// one (4400–4499, reconnecting would not help) ends only this peer (for Hocuspocus, with its
+    /// close message naming the code), and the socket goes on. A transient one closes the socket,
+    /// because reconnecting is the only way a provider resyncs a document.
     pub fn close(&self, code: CloseCode) {
-        self.closer.close(code);
+        match &self.dialect {
+            Dialect::Hocuspocus { prefix } if !code.is_transient() => {
+                if self.detached.is_cancelled() {
+                    return;
+                }
+                let reason = format!("{} {}", code.code(), code.reason());
+                let sent = self.send_raw(hocuspocus::close(prefix, &reason));
+                self.detached.cancel();
+                if sent == Err(Undeliverable::Full) {
+                    self.closer.close(CloseCode::SlowConsumer);
+                }
+            }
+            // The same on an automerge-repo socket, whose adapter also reconnects after any close.
+            // automerge-repo has no per-document close message: the relay has already sent an
+            // `error` message naming the code, and the document simply stops syncing here.
+            Dialect::AutomergeRepo { .. } if !code.is_transient() => self.detached.cancel(),
+            _ => self.closer.close(code),
+        }
     }
 
-    /// Whether the connection has ended or been asked to close.
+    /// Whether the connection has ended or been asked to close, or this peer alone was closed.
     pub fn is_gone(&self) -> bool {
-        self.closer.is_closed() || self.outbox.is_closed()
+        self.closer.is_closed() || self.outbox.is_closed() || self.detached.is_cancelled()
     }
 }
 

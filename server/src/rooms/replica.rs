@@ -4,14 +4,17 @@
 
 use weft_sync_core::relay::{Access, Event, Snapshot};
 use weft_sync_core::yjs::{self, RelayLimits};
-use weft_sync_core::{LoadError, PeerId};
+use weft_sync_core::{LoadError, PeerId, automerge};
 
+use super::peer::{Dialect, PeerLink};
 use crate::storage::{Crdt, StoredDoc};
 
 /// A live document's relay.
 pub enum Replica {
     /// A Yjs document (y-websocket and Hocuspocus peers).
     Yjs(yjs::Relay),
+    /// An Automerge document (automerge-repo peers).
+    Automerge(automerge::Relay),
 }
 
 /// What a connection hands a room.
@@ -21,6 +24,8 @@ pub enum Inbound {
     Yjs(Vec<yjs::Message>),
     /// A Hocuspocus stateless message, relayed to the document's other Hocuspocus peers.
     Stateless(String),
+    /// A decoded automerge-repo message about the room's document.
+    Automerge(automerge::Message),
 }
 
 /// An input that does not fit the document's CRDT.
@@ -37,7 +42,7 @@ impl Replica {
         let log = stored.log.iter().map(|(seq, bytes)| (*seq, bytes.as_ref()));
         match crdt {
             Crdt::Yjs => Ok(Self::Yjs(yjs::Relay::load(limits, snapshot, log)?)),
-            Crdt::Automerge => Err(LoadError::Snapshot("automerge documents are not served yet".into())),
+            Crdt::Automerge => Ok(Self::Automerge(automerge::Relay::load(limits, snapshot, log)?)),
         }
     }
 
@@ -45,13 +50,26 @@ impl Replica {
     pub fn crdt(&self) -> Crdt {
         match self {
             Self::Yjs(_) => Crdt::Yjs,
+            Self::Automerge(_) => Crdt::Automerge,
         }
     }
 
-    /// A peer joined with `access`.
-    pub fn handle_join(&mut self, peer: PeerId, access: Access) {
-        match self {
-            Self::Yjs(relay) => relay.handle_join(peer, access),
+    /// A peer joined with `access`, connected through `link`.
+    ///
+    /// # Errors
+    /// [`WrongInput`] when the link's dialect cannot speak this CRDT (the room closes that peer).
+    pub fn handle_join(&mut self, peer: PeerId, access: Access, link: &PeerLink) -> Result<(), WrongInput> {
+        match (self, link.dialect()) {
+            (Self::Yjs(relay), Dialect::YWebsocket | Dialect::Hocuspocus { .. }) => {
+                relay.handle_join(peer, access);
+                Ok(())
+            }
+            (Self::Automerge(relay), Dialect::AutomergeRepo { route }) => {
+                relay.handle_join(peer, access, route.clone());
+                Ok(())
+            }
+            (Self::Yjs(_), Dialect::AutomergeRepo { .. })
+            | (Self::Automerge(_), Dialect::YWebsocket | Dialect::Hocuspocus { .. }) => Err(WrongInput),
         }
     }
 
@@ -67,8 +85,14 @@ impl Replica {
                 }
                 Ok(())
             }
+            (Self::Automerge(relay), Inbound::Automerge(message)) => {
+                relay.handle_message(peer, message);
+                Ok(())
+            }
             // Stateless messages are the room's business, never a replica's.
-            (_, Inbound::Stateless(_)) => Err(WrongInput),
+            (_, Inbound::Stateless(_))
+            | (Self::Yjs(_), Inbound::Automerge(_))
+            | (Self::Automerge(_), Inbound::Yjs(_)) => Err(WrongInput),
         }
     }
 
@@ -76,6 +100,7 @@ impl Replica {
     pub fn handle_leave(&mut self, peer: PeerId) {
         match self {
             Self::Yjs(relay) => relay.handle_leave(peer),
+            Self::Automerge(relay) => relay.handle_leave(peer),
         }
     }
 
@@ -83,6 +108,7 @@ impl Replica {
     pub fn handle_durable(&mut self, upto: u64) {
         match self {
             Self::Yjs(relay) => relay.handle_durable(upto),
+            Self::Automerge(relay) => relay.handle_durable(upto),
         }
     }
 
@@ -90,6 +116,7 @@ impl Replica {
     pub fn handle_storage_failure(&mut self, detail: &str) {
         match self {
             Self::Yjs(relay) => relay.handle_storage_failure(detail),
+            Self::Automerge(relay) => relay.handle_storage_failure(detail),
         }
     }
 
@@ -97,6 +124,7 @@ impl Replica {
     pub fn poll_event(&mut self) -> Option<Event> {
         match self {
             Self::Yjs(relay) => relay.poll_event(),
+            Self::Automerge(relay) => relay.poll_event(),
         }
     }
 
@@ -104,6 +132,7 @@ impl Replica {
     pub fn snapshot(&self) -> Snapshot {
         match self {
             Self::Yjs(relay) => relay.snapshot(),
+            Self::Automerge(relay) => relay.snapshot(),
         }
     }
 
@@ -111,6 +140,7 @@ impl Replica {
     pub fn handle_compacted(&mut self, snapshot: &Snapshot) {
         match self {
             Self::Yjs(relay) => relay.handle_compacted(snapshot),
+            Self::Automerge(relay) => relay.handle_compacted(snapshot),
         }
     }
 
@@ -118,6 +148,7 @@ impl Replica {
     pub fn log_len(&self) -> u64 {
         match self {
             Self::Yjs(relay) => relay.log_len(),
+            Self::Automerge(relay) => relay.log_len(),
         }
     }
 
@@ -125,6 +156,7 @@ impl Replica {
     pub fn is_poisoned(&self) -> bool {
         match self {
             Self::Yjs(relay) => relay.is_poisoned(),
+            Self::Automerge(relay) => relay.is_poisoned(),
         }
     }
 }

@@ -208,8 +208,12 @@ impl Room {
                     let err = StorageError::WrongCrdt { name: self.doc.to_string(), expected: crdt, found };
                     let _ = reply.send(Err(JoinError::WrongCrdt(err)));
                 } else if reply.send(Ok(())).is_ok() {
-                    self.peers.insert(peer, link);
-                    self.replica.handle_join(peer, access);
+                    if self.replica.handle_join(peer, access, &link).is_ok() {
+                        self.peers.insert(peer, link);
+                    } else {
+                        // A dialect that cannot speak this CRDT; the endpoints never ask for one.
+                        link.close(CloseCode::InternalError);
+                    }
                 }
             }
             RoomCommand::Input { peer, input: Inbound::Stateless(payload) } => {
@@ -286,6 +290,10 @@ impl Room {
 
     /// Relays a stateless message to every other peer whose dialect has them.
     fn relay_stateless(&mut self, from: PeerId, payload: &str) {
+        // A peer the room already closed may still have a message in flight; it speaks for nobody.
+        if !self.peers.contains_key(&from) {
+            return;
+        }
         let recipients: Vec<PeerId> = self.peers.keys().copied().filter(|p| *p != from).collect();
         for peer in recipients {
             let result = self.peers.get(&peer).map(|link| link.stateless(payload));

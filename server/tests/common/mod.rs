@@ -72,6 +72,10 @@ impl TestServer {
     pub fn yjs_url(&self, doc: &str) -> String {
         format!("ws://{}/ws/yjs/{doc}", self.addr)
     }
+
+    pub fn hocuspocus_url(&self) -> String {
+        format!("ws://{}/ws/hocuspocus", self.addr)
+    }
 }
 
 /// The `weft` binary as a child process, for tests that kill it.
@@ -125,6 +129,10 @@ impl ProcessServer {
 
     pub fn yjs_url(&self, doc: &str) -> String {
         format!("ws://{}/ws/yjs/{doc}", self.addr)
+    }
+
+    pub fn hocuspocus_url(&self) -> String {
+        format!("ws://{}/ws/hocuspocus", self.addr)
     }
 }
 

@@ -36,18 +36,8 @@ use crate::{CloseCode, PeerId};
 /// Deferred updates a document may hold before the oldest is integrated regardless of its gap.
 const MAX_DEFERRED: usize = 256;
 
-/// Size limits the relay enforces on document content.
-#[derive(Debug, Clone, Copy)]
-pub struct RelayLimits {
-    /// Largest size, in stored bytes (snapshot plus log tail), the document may grow to.
-    pub max_document_bytes: u64,
-}
-
-impl Default for RelayLimits {
-    fn default() -> Self {
-        Self { max_document_bytes: 256 * 1024 * 1024 }
-    }
-}
+/// The limits every relay shares; re-exported here, where they were first defined.
+pub use crate::relay::RelayLimits;
 
 #[derive(Debug, Default)]
 struct PeerState {
@@ -358,7 +348,14 @@ impl Relay {
             return;
         }
         if self.peers.get(&peer).is_some_and(|state| state.access == Access::ReadOnly) {
-            self.events.push_back(Event::Refused { peer });
+            // A read-only client's handshake step 2 carries its whole delete set even when it has
+            // nothing new; acknowledging what the replica already holds keeps that client's count
+            // of unsynced changes (Hocuspocus) from sticking above zero.
+            if self.contains(&update) {
+                self.accepted(Accepted { seq: self.last_seq, sender: peer, delivery: Delivery::AckOnly });
+            } else {
+                self.events.push_back(Event::Refused { peer });
+            }
             return;
         }
         let grown = self.stored_bytes() + update.len() as u64;
@@ -388,6 +385,23 @@ impl Relay {
         let delivery = if deferred { Delivery::EchoOnly(frame) } else { Delivery::Broadcast(frame) };
         self.events.push_back(Event::Append { seq, update, peer });
         self.accepted(Accepted { seq, sender: peer, delivery });
+    }
+
+    /// Whether the replica already holds everything `update` carries: every inserted item and every
+    /// deletion. An update that does not decode holds nothing the replica has.
+    fn contains(&self, update: &[u8]) -> bool {
+        let Ok(update) = decode_guarded(update) else { return false };
+        let txn = self.doc.transact();
+        let known = txn.state_vector();
+        let inserted_known = update
+            .insertions(true)
+            .iter()
+            .all(|(client, ranges)| ranges.iter().all(|range| range.end <= known.get(client)));
+        // The replica's delete set costs a walk over every block, so it is built last and only
+        // for an update that inserts nothing new (a read-only client's edit almost always does).
+        inserted_known
+            && (update.delete_set().is_empty()
+                || update.delete_set().diff(&txn.snapshot().delete_set).is_empty())
     }
 
     /// Queues an accepted write for release once the log holds it (at once if it already does).
