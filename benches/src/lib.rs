@@ -1,8 +1,11 @@
 //! Fixtures shared by the Weft benchmarks: the automerge-paper editing trace, loaded into typed edits,
 //! and its replay into the per-transaction Yjs updates that the benches feed to the relay.
 //!
-//! It measures nothing itself; the criterion targets under `benches/` do. The data file and its
-//! provenance live in `data/` (see `data/automerge-paper.SOURCE.md`).
+//! It measures nothing itself; the criterion targets under `benches/` and the `weft-bench` load
+//! generator ([`loadgen`], binary in `src/bin/`) do. The data file and its provenance live in `data/`
+//! (see `data/automerge-paper.SOURCE.md`).
+
+pub mod loadgen;
 
 use std::io::{self, Read};
 use std::path::Path;
