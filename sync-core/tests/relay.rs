@@ -86,6 +86,51 @@ fn updates_are_echoed_to_everyone_only_after_they_are_durable() {
 }
 
 #[test]
+fn updates_released_together_go_out_as_one_merged_frame() {
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    let (from_a, from_b) = (typed(1, "one "), typed(2, "two"));
+    relay.handle_message(A, Message::Update(from_a.clone()));
+    relay.handle_message(B, Message::Update(from_b.clone()));
+    events(&mut relay);
+
+    // One commit made both durable: each peer gets one frame holding both, then both senders are
+    // acknowledged in order.
+    relay.handle_durable(2);
+    let out = events(&mut relay);
+    assert_eq!(out.len(), 3, "{out:?}");
+    let Event::Broadcast { frame, except } = &out[0] else { panic!("{out:?}") };
+    assert!(except.is_empty());
+    let Message::Update(merged) = message(frame) else { panic!("not an update") };
+    assert_eq!(&out[1..], [Event::Acknowledge { peer: A }, Event::Acknowledge { peer: B }]);
+    let doc = Doc::new();
+    doc.transact_mut().apply_update(Update::decode_v1(&merged).unwrap()).unwrap();
+    let text = text_of(&doc);
+    assert!(text.contains("one ") && text.contains("two") && text.len() == 7, "{text:?}");
+}
+
+#[test]
+fn updates_released_one_commit_at_a_time_go_out_unchanged() {
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    let (first, second) = (typed(1, "a"), typed(2, "b"));
+    relay.handle_message(A, Message::Update(first.clone()));
+    relay.handle_message(A, Message::Update(second.clone()));
+    events(&mut relay);
+    relay.handle_durable(1);
+    relay.handle_durable(2);
+    let frames: Vec<Message> = events(&mut relay)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Broadcast { frame, .. } => Some(message(frame)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, vec![Message::Update(first), Message::Update(second)]);
+}
+
+#[test]
 fn read_only_peers_are_refused_and_nothing_is_stored() {
     let mut relay = Relay::new(RelayLimits::default());
     relay.handle_join(A, Access::ReadOnly);

@@ -3,9 +3,11 @@
 //! It owns no socket: the shell (the Rust SDK, or a simulation) reports connection changes, incoming
 //! frames and local updates, and sends whatever [`YjsClient::poll_transmit`] returns.
 //!
-//! Acknowledgement: a Weft relay echoes each update to its sender only once it is durable, with the
-//! same bytes. The client keeps the updates it sent in order and counts one acknowledged when its echo
-//! comes back, so [`YjsClient::is_acknowledged`] means "everything this replica has is stored".
+//! Acknowledgement: a Weft relay sends an update to anyone, its sender included, only once it is
+//! durable — either with the same bytes, or merged with the other updates one commit released. The
+//! client keeps the updates it sent in order and counts each acknowledged once an update from the
+//! relay contains it (every item it inserts and every deletion it makes), so
+//! [`YjsClient::is_acknowledged`] means "everything this replica has is stored".
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,6 +19,7 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::awareness::{self, AwarenessEntry, AwarenessStates};
 use super::codec::{self, DecodeError, Message};
+use super::relay::decode_guarded;
 
 /// Transaction origin used when applying updates that came from the relay, so that an update observer
 /// can tell them apart from local edits.
@@ -123,8 +126,12 @@ impl YjsClient {
                 }
                 Message::Update(update) => {
                     if self.unacked.front() == Some(&update) {
+                        // Its own echo, byte for byte: nothing to apply.
                         self.unacked.pop_front();
-                    } else if self.received_state {
+                        continue;
+                    }
+                    self.acknowledge_contained(&update);
+                    if self.received_state {
                         self.apply_remote(&update)?;
                     } else {
                         self.early.push(update);
@@ -148,6 +155,30 @@ impl YjsClient {
             }
         }
         Ok(())
+    }
+
+    /// Drops the oldest unacknowledged updates that `released` contains. The relay releases updates
+    /// in the order it received them, so acknowledgements arrive for a prefix of `unacked`.
+    fn acknowledge_contained(&mut self, released: &[u8]) {
+        if self.unacked.is_empty() {
+            return;
+        }
+        let Ok(released) = decode_guarded(released) else { return };
+        let inserted = released.insertions(true);
+        let deleted = released.delete_set();
+        while let Some(sent) = self.unacked.front() {
+            let contained = match decode_guarded(sent) {
+                Ok(sent) => {
+                    sent.insertions(true).diff(&inserted).is_empty()
+                        && sent.delete_set().diff(deleted).is_empty()
+                }
+                Err(_) => false,
+            };
+            if !contained {
+                break;
+            }
+            self.unacked.pop_front();
+        }
     }
 
     /// A local transaction produced `update` (as a v1 update observer reports it).
@@ -210,5 +241,87 @@ impl YjsClient {
             self.doc.transact_mut_with(REMOTE_ORIGIN).apply_update(update).map_err(|e| e.to_string())
         }));
         result.unwrap_or_else(|_| Err("decoder panicked".into())).map_err(ClientError::InvalidUpdate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use yrs::{GetString, Text};
+
+    use super::*;
+
+    /// A client on client id 1 whose handshake with an empty relay is complete.
+    fn synced_client() -> YjsClient {
+        let mut client = YjsClient::new(Doc::with_client_id(1));
+        client.handle_connected();
+        client.handle_frame(&Message::SyncStep1(Bytes::from_static(&[0])).encode()).unwrap();
+        client.handle_frame(&Message::SyncStep2(Bytes::from_static(&[0, 0])).encode()).unwrap();
+        while client.poll_transmit().is_some() {}
+        client
+    }
+
+    /// Types `text` at the end of root text "t" and hands the update to the client.
+    fn type_text(client: &mut YjsClient, text: &str) -> Bytes {
+        let t = client.doc.get_or_insert_text("t");
+        let update = {
+            let mut txn = client.doc.transact_mut();
+            let end = t.len(&txn);
+            t.insert(&mut txn, end, text);
+            txn.encode_update_v1()
+        };
+        let update = Bytes::from(update);
+        client.handle_local_update(update.clone());
+        update
+    }
+
+    fn other_client(text: &str) -> Bytes {
+        let doc = Doc::with_client_id(2);
+        doc.get_or_insert_text("t").insert(&mut doc.transact_mut(), 0, text);
+        Bytes::from(doc.transact().encode_state_as_update_v1(&StateVector::default()))
+    }
+
+    #[test]
+    fn a_merged_echo_acknowledges_every_update_it_contains() {
+        let mut client = synced_client();
+        let first = type_text(&mut client, "ab");
+        let second = type_text(&mut client, "cd");
+        let third = type_text(&mut client, "ef");
+        assert_eq!(client.unacked_len(), 3);
+
+        // Another client's update acknowledges nothing, and is applied.
+        let theirs = other_client("xy");
+        client.handle_frame(&Message::Update(theirs.clone()).encode()).unwrap();
+        assert_eq!(client.unacked_len(), 3);
+
+        // The relay released the first two with the other client's in one merged update.
+        let merged = yrs::merge_updates_v1([first.as_ref(), theirs.as_ref(), second.as_ref()]).unwrap();
+        client.handle_frame(&Message::Update(Bytes::from(merged)).encode()).unwrap();
+        assert_eq!(client.unacked_len(), 1, "the third is not in it");
+        assert!(!client.is_acknowledged());
+
+        client.handle_frame(&Message::Update(third).encode()).unwrap();
+        assert!(client.is_acknowledged());
+        let text = client.doc.get_or_insert_text("t").get_string(&client.doc.transact());
+        assert_eq!(text.len(), 8, "{text:?}: nothing applied twice");
+    }
+
+    #[test]
+    fn a_deletion_is_acknowledged_only_by_an_update_that_deletes_the_same() {
+        let mut client = synced_client();
+        let typed = type_text(&mut client, "abc");
+        client.handle_frame(&Message::Update(typed.clone()).encode()).unwrap();
+        let t = client.doc.get_or_insert_text("t");
+        let deletion = {
+            let mut txn = client.doc.transact_mut();
+            t.remove_range(&mut txn, 0, 1);
+            Bytes::from(txn.encode_update_v1())
+        };
+        client.handle_local_update(deletion.clone());
+        // The insertion alone does not contain the deletion.
+        client.handle_frame(&Message::Update(typed.clone()).encode()).unwrap();
+        assert_eq!(client.unacked_len(), 1);
+        let merged = yrs::merge_updates_v1([typed.as_ref(), deletion.as_ref()]).unwrap();
+        client.handle_frame(&Message::Update(Bytes::from(merged)).encode()).unwrap();
+        assert!(client.is_acknowledged());
     }
 }

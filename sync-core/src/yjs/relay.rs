@@ -62,13 +62,62 @@ struct Accepted {
 /// What happens once an accepted write is durable (its sender is acknowledged in every case).
 #[derive(Debug)]
 enum Delivery {
-    /// Broadcast the update frame to every covered peer and echo it to the sender.
+    /// Broadcast the update to every covered peer and echo it to the sender.
     Broadcast(Bytes),
     /// A deferred update: echo it to the sender only; the others get its content from the sender's
     /// step 2 that fills the gap.
     EchoOnly(Bytes),
     /// An empty update: nothing to send, but it is acknowledged in order with the sender's others.
     AckOnly,
+}
+
+/// Updates released by one [`Relay::handle_durable`] call that go to the same peers, gathered into
+/// one broadcast, and the acknowledgements that follow it.
+///
+/// Several updates become one frame carrying their merge (`yrs::merge_updates_v1`): one frame and
+/// one write per peer instead of one per update, and a burst released by a slow commit cannot
+/// overflow a healthy peer's outbox. The sender's echo is then the merged update, which contains
+/// its own; [`super::YjsClient`] counts an update acknowledged when a released update contains it.
+#[derive(Default)]
+struct Release {
+    updates: Vec<Bytes>,
+    /// Peers that must not receive these updates (their step 2 already holds them, or they have not
+    /// asked for the document yet).
+    except: Vec<PeerId>,
+    /// Senders to acknowledge once the broadcast is queued, one entry per update.
+    acknowledged: Vec<PeerId>,
+}
+
+impl Release {
+    fn flush(&mut self, events: &mut VecDeque<Event>) {
+        let except = std::mem::take(&mut self.except);
+        match self.updates.len() {
+            0 => {}
+            1 => {
+                let frame = Message::Update(self.updates.remove(0)).encode();
+                events.push_back(Event::Broadcast { frame, except });
+            }
+            _ => {
+                let updates = std::mem::take(&mut self.updates);
+                // The updates are integrated already, so merging cannot fail; if yrs disagrees,
+                // they go out one by one as before.
+                match catch_unwind(|| yrs::merge_updates_v1(updates.iter().map(Bytes::as_ref))) {
+                    Ok(Ok(merged)) => {
+                        let frame = Message::Update(Bytes::from(merged)).encode();
+                        events.push_back(Event::Broadcast { frame, except });
+                    }
+                    _ => {
+                        for update in updates {
+                            let frame = Message::Update(update).encode();
+                            events.push_back(Event::Broadcast { frame, except: except.clone() });
+                        }
+                    }
+                }
+            }
+        }
+        self.updates.clear();
+        events.extend(self.acknowledged.drain(..).map(|peer| Event::Acknowledge { peer }));
+    }
 }
 
 /// The state machine. See the module documentation.
@@ -198,8 +247,12 @@ impl Relay {
     }
 
     /// The log holds every entry up to `upto`: echo those updates and release held step 2 replies.
+    ///
+    /// Consecutive updates released together that go to the same peers are merged into one update
+    /// frame (see [`Release`]): a group commit that covered many updates costs each peer one frame.
     pub fn handle_durable(&mut self, upto: u64) {
         self.durable_seq = self.durable_seq.max(upto);
+        let mut release = Release::default();
         while let Some(accepted) = self.awaiting_durability.front() {
             if accepted.seq > self.durable_seq {
                 break;
@@ -209,10 +262,10 @@ impl Relay {
             };
             let sender_joined = self.peers.contains_key(&sender);
             match delivery {
-                Delivery::Broadcast(frame) if !self.peers.is_empty() => {
+                Delivery::Broadcast(update) if !self.peers.is_empty() => {
                     // The sender always gets its echo: that is its acknowledgement, and it built
                     // the update on state it already has.
-                    let except = self
+                    let except: Vec<PeerId> = self
                         .peers
                         .iter()
                         .filter(|(peer, state)| {
@@ -220,17 +273,23 @@ impl Relay {
                         })
                         .map(|(peer, _)| *peer)
                         .collect();
-                    self.events.push_back(Event::Broadcast { frame, except });
+                    if release.except != except {
+                        release.flush(&mut self.events);
+                        release.except = except;
+                    }
+                    release.updates.push(update);
                 }
                 Delivery::EchoOnly(frame) if sender_joined => {
+                    release.flush(&mut self.events);
                     self.events.push_back(Event::Send { peer: sender, frame });
                 }
                 Delivery::Broadcast(_) | Delivery::EchoOnly(_) | Delivery::AckOnly => {}
             }
             if sender_joined {
-                self.events.push_back(Event::Acknowledge { peer: sender });
+                release.acknowledged.push(sender);
             }
         }
+        release.flush(&mut self.events);
         while let Some((needs, _, _)) = self.held.front() {
             if *needs > self.durable_seq {
                 break;
@@ -381,8 +440,11 @@ impl Relay {
         };
         self.last_seq = seq;
         self.log.record_append(update.len());
-        let frame = Message::Update(update.clone()).encode();
-        let delivery = if deferred { Delivery::EchoOnly(frame) } else { Delivery::Broadcast(frame) };
+        let delivery = if deferred {
+            Delivery::EchoOnly(Message::Update(update.clone()).encode())
+        } else {
+            Delivery::Broadcast(update.clone())
+        };
         self.events.push_back(Event::Append { seq, update, peer });
         self.accepted(Accepted { seq, sender: peer, delivery });
     }
@@ -513,7 +575,7 @@ fn builds_on(update: &Update, known: &StateVector) -> bool {
 
 /// Decodes a v1 update, turning decoder errors and panics (yrs's decoder can panic on crafted input
 /// in debug builds) into a message.
-fn decode_guarded(update: &[u8]) -> Result<Update, String> {
+pub(super) fn decode_guarded(update: &[u8]) -> Result<Update, String> {
     match catch_unwind(|| Update::decode_v1(update)) {
         Ok(Ok(decoded)) => Ok(decoded),
         Ok(Err(err)) => Err(format!("update does not decode: {err}")),
