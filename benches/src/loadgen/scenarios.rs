@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use weft_sync_core::yjs::acknowledged_prefix;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, Transact, Update};
 
@@ -572,9 +573,10 @@ async fn write_acknowledged(
             .await
             .context("no echo for 30 s: does this server echo updates to their sender?")?;
         match frame {
+            // Weft merges the updates one commit releases, so one echo can acknowledge several.
             Some(Ok(WsMessage::Binary(frame))) => framing.classify(&frame, |incoming| {
-                if matches!(incoming, Incoming::Update(_)) {
-                    acked += 1;
+                if let Incoming::Update(update) = incoming {
+                    acked += acknowledged_prefix(&update, updates[acked..sent].iter().map(Bytes::as_ref));
                 }
             }),
             Some(Ok(WsMessage::Close(frame))) => bail!("the server closed the writer: {frame:?}"),

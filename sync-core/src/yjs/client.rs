@@ -163,22 +163,8 @@ impl YjsClient {
         if self.unacked.is_empty() {
             return;
         }
-        let Ok(released) = decode_guarded(released) else { return };
-        let inserted = released.insertions(true);
-        let deleted = released.delete_set();
-        while let Some(sent) = self.unacked.front() {
-            let contained = match decode_guarded(sent) {
-                Ok(sent) => {
-                    sent.insertions(true).diff(&inserted).is_empty()
-                        && sent.delete_set().diff(deleted).is_empty()
-                }
-                Err(_) => false,
-            };
-            if !contained {
-                break;
-            }
-            self.unacked.pop_front();
-        }
+        let acknowledged = acknowledged_prefix(released, self.unacked.iter().map(Bytes::as_ref));
+        self.unacked.drain(..acknowledged);
     }
 
     /// A local transaction produced `update` (as a v1 update observer reports it).
@@ -242,6 +228,24 @@ impl YjsClient {
         }));
         result.unwrap_or_else(|_| Err("decoder panicked".into())).map_err(ClientError::InvalidUpdate)
     }
+}
+
+/// How many of `sent` (oldest first) the relay's `released` update contains: every item each one
+/// inserts and every deletion it makes. A Weft relay releases an update only once it is durable, and
+/// may merge several into one, so containment (not byte equality) is what acknowledges an update.
+/// Stops at the first one not contained; an update that does not decode contains nothing.
+pub fn acknowledged_prefix<'a>(released: &[u8], sent: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    let Ok(released) = decode_guarded(released) else { return 0 };
+    let inserted = released.insertions(true);
+    let deleted = released.delete_set();
+    sent.into_iter()
+        .take_while(|sent| match decode_guarded(sent) {
+            Ok(sent) => {
+                sent.insertions(true).diff(&inserted).is_empty() && sent.delete_set().diff(deleted).is_empty()
+            }
+            Err(_) => false,
+        })
+        .count()
 }
 
 #[cfg(test)]

@@ -7,6 +7,6 @@ pub mod codec;
 pub mod relay;
 
 pub use awareness::{AwarenessEntry, AwarenessStates};
-pub use client::{ClientError, YjsClient};
+pub use client::{ClientError, YjsClient, acknowledged_prefix};
 pub use codec::{DecodeError, Message};
 pub use relay::{Relay, RelayLimits};
