@@ -37,7 +37,7 @@ use weft_sync_core::automerge::codec::{
 use weft_sync_core::automerge::{DocumentId, PeerMetadata, Route};
 use weft_sync_core::{CloseCode, DocId};
 
-use super::socket::{close_code_for, spawn_writer};
+use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
 use crate::auth::AuthError;
@@ -72,12 +72,7 @@ pub async fn upgrade(
     if state.auth.is_enforced() && token.is_none() {
         return Err(AuthError::Missing.into());
     }
-    let max = state.config.max_message_bytes;
-    let task = state.tracker.token();
-    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
-        serve(socket, token, state).await;
-        drop(task);
-    }))
+    Ok(accept(ws, state, move |socket, state| serve(socket, token, state)))
 }
 
 /// Whether the connection goes on after a frame.
@@ -140,12 +135,8 @@ async fn serve(socket: WebSocket, token: Option<String>, state: AppState) {
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
             Some(Err(err)) => {
-                match close_code_for(err) {
-                    Some(code) => {
-                        tracing::info!(peer = ?conn.remote, code = code.code(), "closing connection after read error");
-                        closer.close(code);
-                    }
-                    None => closer.finish(),
+                if let Some(code) = end_after_read_error(err, &closer) {
+                    tracing::info!(peer = ?conn.remote, code = code.code(), "closing connection after read error");
                 }
                 break;
             }

@@ -31,7 +31,7 @@ use weft_sync_core::hocuspocus::{self, Frame, Message, RoutingKey};
 use weft_sync_core::relay::Access;
 use weft_sync_core::{CloseCode, DocId};
 
-use super::socket::{close_code_for, configure, spawn_writer};
+use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
 use crate::rooms::{self, Closer, Dialect, Inbound, JoinError, Membership, PeerLink, Undeliverable};
@@ -58,12 +58,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
     let request_token = request_token(&query, &headers).map(str::to_owned);
-    let max = state.config.max_message_bytes;
-    let task = state.tracker.token();
-    Ok(configure(ws, max).on_upgrade(move |socket| async move {
-        serve(socket, request_token, state).await;
-        drop(task);
-    }))
+    Ok(accept(ws, state, move |socket, state| serve(socket, request_token, state)))
 }
 
 /// Where one routing key stands on this socket.
@@ -183,12 +178,8 @@ impl Connection {
                 ControlFlow::Break(())
             }
             Some(Err(err)) => {
-                match close_code_for(err) {
-                    Some(code) => {
-                        tracing::info!(code = code.code(), "closing hocuspocus connection after read error");
-                        self.closer.close(code);
-                    }
-                    None => self.closer.finish(),
+                if let Some(code) = end_after_read_error(err, &self.closer) {
+                    tracing::info!(code = code.code(), "closing hocuspocus connection after read error");
                 }
                 ControlFlow::Break(())
             }

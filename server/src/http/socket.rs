@@ -1,9 +1,11 @@
 //! WebSocket plumbing shared by every dialect: the writer task that drains a peer's outbox into the
 //! socket, coalescing queued frames into one flush, and the mapping from socket errors to close codes.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
@@ -13,6 +15,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use weft_sync_core::CloseCode;
 
+use super::AppState;
 use crate::rooms::Closer;
 
 /// Frames written before one flush: enough to turn a burst into one write, few enough to keep
@@ -30,12 +33,23 @@ const READ_BUFFER: usize = 2 * 1024;
 /// after every batch anyway.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// Applies the limits and buffer sizes every Weft WebSocket uses.
-pub fn configure(ws: WebSocketUpgrade, max_message_bytes: usize) -> WebSocketUpgrade {
-    ws.max_message_size(max_message_bytes)
-        .max_frame_size(max_message_bytes)
+/// Completes the upgrade of every Weft WebSocket: applies the message limit and buffer sizes, and
+/// runs `serve` on the socket as a task graceful shutdown waits for.
+pub fn accept<F, Fut>(ws: WebSocketUpgrade, state: AppState, serve: F) -> Response
+where
+    F: FnOnce(WebSocket, AppState) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let max = state.config.max_message_bytes;
+    let task = state.tracker.token();
+    ws.max_message_size(max)
+        .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
+            serve(socket, state).await;
+            drop(task);
+        })
 }
 
 /// How long a close frame may take to go out before the socket is dropped anyway. A peer disconnected
@@ -103,11 +117,18 @@ pub fn spawn_writer(
     })
 }
 
-/// The close code for an error reading from the socket: 4413 when a message exceeded the size
-/// limit, otherwise none (the transport failed; there is nobody to tell).
-pub fn close_code_for(err: axum::Error) -> Option<CloseCode> {
+/// Ends a connection whose socket failed to read: with 4413 when a message exceeded the size limit
+/// (returned, for the caller's log line), quietly otherwise (the transport failed; there is nobody
+/// to tell).
+pub fn end_after_read_error(err: axum::Error, closer: &Closer) -> Option<CloseCode> {
     match err.into_inner().downcast::<tungstenite::Error>() {
-        Ok(err) if matches!(*err, tungstenite::Error::Capacity(_)) => Some(CloseCode::MessageTooBig),
-        _ => None,
+        Ok(err) if matches!(*err, tungstenite::Error::Capacity(_)) => {
+            closer.close(CloseCode::MessageTooBig);
+            Some(CloseCode::MessageTooBig)
+        }
+        _ => {
+            closer.finish();
+            None
+        }
     }
 }

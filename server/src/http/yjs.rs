@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use weft_sync_core::yjs::codec;
 use weft_sync_core::{CloseCode, DocId};
 
-use super::socket::{close_code_for, configure, spawn_writer};
+use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::{ApiError, AppState};
 use crate::auth::Grant;
 use crate::rooms::{self, Dialect, Inbound};
@@ -34,12 +34,7 @@ pub async fn upgrade(
     let doc = DocId::new(doc_id)?;
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
     let grant = state.auth.verify(request_token(&query, &headers), &doc)?;
-    let max = state.config.max_message_bytes;
-    let task = state.tracker.token();
-    Ok(configure(ws, max).on_upgrade(move |socket| async move {
-        serve(socket, doc, grant, state).await;
-        drop(task);
-    }))
+    Ok(accept(ws, state, move |socket, state| serve(socket, doc, grant, state)))
 }
 
 /// The token of an HTTP request: `?token=` or `Authorization: Bearer`.
@@ -99,12 +94,8 @@ async fn serve(socket: WebSocket, doc: DocId, grant: Grant, state: AppState) {
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
             Some(Err(err)) => {
-                match close_code_for(err) {
-                    Some(code) => {
-                        tracing::info!(doc = %doc, %peer, code = code.code(), "closing connection after read error");
-                        closer.close(code);
-                    }
-                    None => closer.finish(),
+                if let Some(code) = end_after_read_error(err, &closer) {
+                    tracing::info!(doc = %doc, %peer, code = code.code(), "closing connection after read error");
                 }
                 break;
             }

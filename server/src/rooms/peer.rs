@@ -8,6 +8,7 @@
 //! Several peers may share one connection (a Hocuspocus socket serves many documents): they share
 //! its outbox and closer, and each can also be ended alone (see [`PeerLink::close`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -38,7 +39,7 @@ pub enum Dialect {
 pub fn link(capacity: usize, dialect: Dialect) -> (PeerLink, mpsc::Receiver<Bytes>, Closer) {
     let (tx, rx) = mpsc::channel(capacity);
     let closer = Closer::default();
-    (PeerLink { outbox: tx, closer: closer.clone(), dialect, detached: CancellationToken::new() }, rx, closer)
+    (PeerLink { outbox: tx, closer: closer.clone(), dialect, detached: Arc::default() }, rx, closer)
 }
 
 /// The room's end of a peer connection.
@@ -47,8 +48,9 @@ pub struct PeerLink {
     outbox: mpsc::Sender<Bytes>,
     closer: Closer,
     dialect: Dialect,
-    /// Ends this peer alone while its connection goes on serving others (see [`PeerLink::close`]).
-    detached: CancellationToken,
+    /// Set when this peer alone was ended while its connection goes on serving others (see
+    /// [`PeerLink::close`]). Read on every frame, so a plain flag rather than a token.
+    detached: Arc<AtomicBool>,
 }
 
 /// Why a frame could not be queued for a peer.
@@ -68,7 +70,7 @@ impl PeerLink {
             outbox: self.outbox.clone(),
             closer: self.closer.clone(),
             dialect,
-            detached: CancellationToken::new(),
+            detached: Arc::default(),
         }
     }
 
@@ -132,7 +134,15 @@ impl PeerLink {
     /// # Errors
     /// [`Undeliverable`] as for [`PeerLink::try_send`].
     pub fn send_raw(&self, frame: Bytes) -> Result<(), Undeliverable> {
-        if self.closer.is_closed() || self.detached.is_cancelled() {
+        if self.detached.load(Ordering::Acquire) {
+            return Err(Undeliverable::Gone);
+        }
+        self.queue(frame)
+    }
+
+    /// Queues a frame unless the connection is ending, whether or not this peer was detached.
+    fn queue(&self, frame: Bytes) -> Result<(), Undeliverable> {
+        if self.closer.is_closed() {
             return Err(Undeliverable::Gone);
         }
         self.outbox.try_send(frame).map_err(|err| match err {
@@ -150,12 +160,12 @@ impl PeerLink {
     pub fn close(&self, code: CloseCode) {
         match &self.dialect {
             Dialect::Hocuspocus { prefix } if !code.is_transient() => {
-                if self.detached.is_cancelled() {
+                if self.detached.swap(true, Ordering::AcqRel) {
                     return;
                 }
                 let reason = format!("{} {}", code.code(), code.reason());
-                let sent = self.send_raw(hocuspocus::close(prefix, &reason));
-                self.detached.cancel();
+                // The close message is this peer's last frame: it goes out past the flag just set.
+                let sent = self.queue(hocuspocus::close(prefix, &reason));
                 if sent == Err(Undeliverable::Full) {
                     self.closer.close(CloseCode::SlowConsumer);
                 }
@@ -163,14 +173,16 @@ impl PeerLink {
             // The same on an automerge-repo socket, whose adapter also reconnects after any close.
             // automerge-repo has no per-document close message: the relay has already sent an
             // `error` message naming the code, and the document simply stops syncing here.
-            Dialect::AutomergeRepo { .. } if !code.is_transient() => self.detached.cancel(),
+            Dialect::AutomergeRepo { .. } if !code.is_transient() => {
+                self.detached.store(true, Ordering::Release)
+            }
             _ => self.closer.close(code),
         }
     }
 
     /// Whether the connection has ended or been asked to close, or this peer alone was closed.
     pub fn is_gone(&self) -> bool {
-        self.closer.is_closed() || self.outbox.is_closed() || self.detached.is_cancelled()
+        self.closer.is_closed() || self.outbox.is_closed() || self.detached.load(Ordering::Acquire)
     }
 }
 
@@ -203,9 +215,10 @@ impl Closer {
         }
     }
 
-    /// Whether the connection is ending.
+    /// Whether the connection is ending. An atomic load (the code is set before the token is
+    /// cancelled): this is checked on every frame, and the token's own check takes a lock.
     pub fn is_closed(&self) -> bool {
-        self.inner.token.is_cancelled()
+        self.inner.code.get().is_some()
     }
 
     /// The code the connection was closed with, if it was closed with one.
