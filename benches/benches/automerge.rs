@@ -22,7 +22,7 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use weft_benches::{TEXT_ROOT, Trace};
 use weft_sync_core::automerge::codec::{DocSync, Message};
 use weft_sync_core::automerge::{DocumentId, Relay, Route};
-use weft_sync_core::{Access, Event, PeerId, RelayLimits};
+use weft_sync_core::{Access, DocumentRelay, Event, PeerId, RelayLimits};
 
 /// The writing peer.
 const WRITER: PeerId = PeerId(0);
@@ -173,7 +173,7 @@ fn automerge_bench(c: &mut Criterion) {
     assert!(text_of(&bare) == trace.end_content, "the bare sync peer diverged");
     let mut relay = joined_relay();
     let sent = relay_trace(&mut relay, &framed);
-    assert!(text_of(relay.doc()) == trace.end_content, "the relay diverged");
+    assert!(relay.read(text_of).unwrap() == trace.end_content, "the relay diverged");
     let carrying = recorded
         .messages
         .iter()

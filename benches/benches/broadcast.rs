@@ -13,7 +13,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use tokio::sync::mpsc;
 use weft_sync_core::yjs::{Message, Relay, RelayLimits};
-use weft_sync_core::{Access, Event, PeerId};
+use weft_sync_core::{Access, DocumentRelay, Event, PeerId};
 use yrs::{Doc, Text, Transact};
 
 /// The room's default outbox capacity (`peer_outbox`).

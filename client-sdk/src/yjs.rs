@@ -294,7 +294,11 @@ impl Task {
         ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     ) -> Ended {
         let (mut sink, mut stream) = ws.split();
-        self.client.handle_connected();
+        if let Err(err) = self.client.handle_connected() {
+            tracing::warn!(url = %self.url, error = %err, "the document cannot start a sync");
+            self.status.send_modify(|s| s.last_error = Some(err.to_string()));
+            return Ended::Disconnected;
+        }
         self.status.send_modify(|s| {
             s.connected = true;
             s.connections += 1;

@@ -28,6 +28,37 @@ pub struct Cli {
 pub enum Command {
     /// Run the relay.
     Serve(Settings),
+    /// Inspect the stored items set aside because they broke their document.
+    Quarantine {
+        /// What to do.
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+/// `weft quarantine …`
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List every quarantined item: id, document, kind, sequence number, size, author, when, why.
+    List {
+        /// Directory holding the database [default: ./weft-data].
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = "weft-data")]
+        data_dir: PathBuf,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one quarantined item's bytes, exactly as they were stored, to a file.
+    Export {
+        /// The item's id (from `list`).
+        id: i64,
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory holding the database [default: ./weft-data].
+        #[arg(long, env = "WEFT_DATA_DIR", default_value = "weft-data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// Every setting, each optional so that the sources can be layered. Field names are the config-file

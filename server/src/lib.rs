@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod rooms;
 pub mod storage;
 
@@ -29,13 +30,16 @@ use crate::storage::Storage;
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let storage = Storage::open(&config.storage).await?;
     let tracker = TaskTracker::new();
-    let rooms = Rooms::new(storage.clone(), config.rooms.clone(), tracker.clone(), shutdown.clone());
+    let metrics = metrics::Metrics::default();
+    let rooms =
+        Rooms::new(storage.clone(), config.rooms.clone(), metrics.clone(), tracker.clone(), shutdown.clone());
     let grace = config.shutdown_grace;
     let auth = auth::Auth::new(config.jwt_secret.as_deref());
     let state = AppState {
         rooms,
         storage: storage.clone(),
         auth,
+        metrics,
         config: Arc::new(config),
         shutdown: shutdown.clone(),
         tracker,

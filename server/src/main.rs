@@ -8,10 +8,13 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use weft::config::{Cli, Command, Config};
+use weft::config::{Cli, Command, Config, QuarantineCommand};
 
 fn main() -> anyhow::Result<()> {
-    let Command::Serve(settings) = Cli::parse().command;
+    let settings = match Cli::parse().command {
+        Command::Serve(settings) => settings,
+        Command::Quarantine { command } => return quarantine(command),
+    };
     let config = Config::load(settings)?;
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).context("parsing the log filter")?)
@@ -33,6 +36,55 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     weft::run(config, listener, shutdown).await
+}
+
+/// `weft quarantine list` and `weft quarantine export`.
+fn quarantine(command: QuarantineCommand) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        QuarantineCommand::List { data_dir, json } => {
+            let entries = weft::storage::quarantine::list(&data_dir)?;
+            if json {
+                for entry in &entries {
+                    writeln!(stdout, "{}", serde_json::to_string(entry)?)?;
+                }
+                return Ok(());
+            }
+            if entries.is_empty() {
+                writeln!(stdout, "no quarantined items in {}", data_dir.display())?;
+                return Ok(());
+            }
+            writeln!(
+                stdout,
+                "{:>5}  {:<24} {:<9} {:<8} {:>8} {:>9}  {:<12} {:<24} reason",
+                "id", "document", "crdt", "kind", "seq", "bytes", "user", "quarantined at"
+            )?;
+            for e in &entries {
+                let at = format_ms(e.quarantined_at);
+                let user = e.user_id.as_deref().unwrap_or("-");
+                writeln!(
+                    stdout,
+                    "{:>5}  {:<24} {:<9} {:<8} {:>8} {:>9}  {:<12} {:<24} {}",
+                    e.id, e.document, e.crdt, e.kind, e.seq, e.size, user, at, e.reason
+                )?;
+            }
+        }
+        QuarantineCommand::Export { id, out, data_dir } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let bytes = runtime.block_on(weft::storage::quarantine::export(&data_dir, id))?;
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            writeln!(stdout, "wrote {} bytes to {}", bytes.len(), out.display())?;
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 UTC time.
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 async fn watch_signals(shutdown: CancellationToken) {

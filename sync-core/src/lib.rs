@@ -7,11 +7,15 @@
 
 pub mod automerge;
 pub mod close;
+pub mod contain;
 pub mod hocuspocus;
 pub mod ids;
 pub mod relay;
 pub mod yjs;
 
 pub use close::CloseCode;
+pub use contain::CrdtFailure;
 pub use ids::{DocId, InvalidDocId, PeerId};
-pub use relay::{Access, Event, LoadError, RelayLimits, Snapshot};
+pub use relay::{
+    Access, DocumentRelay, Event, Health, LoadError, Loaded, Quarantined, RelayLimits, Snapshot, StoredItem,
+};

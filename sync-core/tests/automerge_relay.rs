@@ -9,7 +9,7 @@ use bytes::Bytes;
 use weft_sync_core::automerge::codec::{DocSync, Ephemeral, Message};
 use weft_sync_core::automerge::{DocumentId, Relay, Route};
 use weft_sync_core::relay::RelayLimits;
-use weft_sync_core::{Access, CloseCode, Event, PeerId};
+use weft_sync_core::{Access, CloseCode, DocumentRelay, Event, Health, PeerId, StoredItem};
 
 const A: PeerId = PeerId(1);
 const B: PeerId = PeerId(2);
@@ -90,8 +90,9 @@ impl Client {
 }
 
 /// Plays sync messages between the relay and `clients` until nobody has anything to say, reporting
-/// every append durable as soon as it appears.
-fn sync_all(relay: &mut Relay, clients: &mut [&mut Client]) {
+/// every append durable as soon as it appears. Returns the log entries appended.
+fn sync_all(relay: &mut Relay, clients: &mut [&mut Client]) -> Vec<(u64, Bytes)> {
+    let mut log = Vec::new();
     for _ in 0..100 {
         let mut quiet = true;
         for client in clients.iter_mut() {
@@ -103,7 +104,10 @@ fn sync_all(relay: &mut Relay, clients: &mut [&mut Client]) {
         for event in events(relay) {
             quiet = false;
             match event {
-                Event::Append { seq, .. } => relay.handle_durable(seq),
+                Event::Append { seq, update, .. } => {
+                    relay.handle_durable(seq);
+                    log.push((seq, update));
+                }
                 Event::Send { peer, frame } => {
                     if let Some(client) = clients.iter_mut().find(|c| c.peer == peer) {
                         client.receive(&frame);
@@ -122,7 +126,7 @@ fn sync_all(relay: &mut Relay, clients: &mut [&mut Client]) {
             }
         }
         if quiet {
-            return;
+            return log;
         }
     }
     panic!("sync did not settle");
@@ -205,7 +209,7 @@ fn a_request_for_a_stored_document_is_answered_with_the_document() {
     let mut writer = Client::new(B);
     writer.put("k", "stored");
     let entry = writer.doc.save();
-    let mut relay = Relay::load(RelayLimits::default(), None, [(1, entry.as_slice())]).unwrap();
+    let mut relay = Relay::load(RelayLimits::default(), None, [(1, entry.as_slice())]).relay;
     relay.handle_join(A, Access::ReadWrite, route(A));
     let mut a = Client::new(A);
     relay.handle_message(A, a.request());
@@ -243,7 +247,7 @@ fn a_sync_message_that_does_not_decode_closes_the_peer_with_an_error() {
         panic!("{out:?}")
     };
     let Message::Error(error) = Message::decode(frame).unwrap() else { panic!("an error message") };
-    assert!(error.message.contains("does not decode"), "{}", error.message);
+    assert!(error.message.contains("decode sync message"), "{}", error.message);
     assert!(!relay.is_poisoned() && relay.peer_count() == 1, "only the sender is affected");
 }
 
@@ -280,13 +284,13 @@ fn a_bloom_filter_asking_for_billions_of_probes_is_refused_before_it_costs_anyth
 }
 
 #[test]
-fn a_change_that_fails_to_apply_poisons_the_relay_and_nothing_reaches_the_log() {
+fn a_change_that_fails_to_apply_refuses_its_sender_and_the_rebuilt_relay_keeps_the_others() {
     let mut relay = Relay::new(RelayLimits::default());
     let (mut a, mut b) = (Client::new(A), Client::new(B));
     relay.handle_join(A, Access::ReadWrite, route(A));
     relay.handle_join(B, Access::ReadWrite, route(B));
     a.put("k", "1");
-    sync_all(&mut relay, &mut [&mut a, &mut b]);
+    let log = sync_all(&mut relay, &mut [&mut a, &mut b]);
     let appended = relay.last_seq();
 
     // Another document with A's actor makes a different change with the same sequence number: a
@@ -304,7 +308,7 @@ fn a_change_that_fails_to_apply_poisons_the_relay_and_nothing_reaches_the_log() 
     };
     relay.handle_message(B, Message::Sync(b.wrap(message.encode())));
     let out = events(&mut relay);
-    assert!(relay.is_poisoned(), "{out:?}");
+    assert_eq!(relay.health(), Health::Rebuild, "{out:?}");
     assert_eq!(relay.last_seq(), appended, "the failed change was not logged");
     assert!(out.iter().all(|e| !matches!(e, Event::Append { .. })));
     let closes: Vec<(PeerId, CloseCode)> = out
@@ -314,7 +318,17 @@ fn a_change_that_fails_to_apply_poisons_the_relay_and_nothing_reaches_the_log() 
             _ => None,
         })
         .collect();
-    assert_eq!(closes, vec![(A, CloseCode::InternalError), (B, CloseCode::InvalidUpdate)]);
+    assert_eq!(closes, vec![(B, CloseCode::InvalidUpdate)], "only the sender is closed");
+
+    // The shell reloads from the log; the new relay takes A over and A goes on editing.
+    let mut rebuilt = Relay::load(RelayLimits::default(), None, log.iter().map(|(s, b)| (*s, b.as_ref())));
+    assert!(rebuilt.quarantined.is_empty());
+    rebuilt.relay.adopt(relay);
+    let mut relay = rebuilt.relay;
+    assert_eq!(relay.peer_count(), 1);
+    a.put("k", "2");
+    sync_all(&mut relay, &mut [&mut a]);
+    assert_eq!(relay.read(|doc| doc.get_heads()).unwrap(), a.doc.get_heads());
 }
 
 #[test]
@@ -398,7 +412,7 @@ fn a_storage_failure_closes_every_peer_and_drops_held_replies() {
     a.put("k", "v");
     relay.handle_message(A, a.sync().unwrap());
     events(&mut relay);
-    relay.handle_storage_failure("disk full");
+    relay.handle_failure("disk full");
     let out = events(&mut relay);
     assert!(relay.is_poisoned());
     assert_eq!(out.len(), 2, "{out:?}");
@@ -438,7 +452,7 @@ fn snapshot_plus_log_tail_replays_the_document_exactly() {
         }
         sync_all(&mut relay, &mut [&mut a]);
         if round == 2 {
-            let taken = relay.snapshot();
+            let taken = relay.snapshot().expect("a snapshot");
             relay.handle_compacted(&taken);
             snapshot = Some(taken);
         }
@@ -447,16 +461,25 @@ fn snapshot_plus_log_tail_replays_the_document_exactly() {
     assert_eq!(relay.log_len() as usize, log.iter().filter(|(seq, _)| *seq > snapshot.upto).count());
     let tail = log.iter().filter(|(seq, _)| *seq > snapshot.upto).map(|(seq, b)| (*seq, b.as_ref()));
     let reloaded =
-        Relay::load(RelayLimits::default(), Some((snapshot.upto, snapshot.state.as_ref())), tail).unwrap();
-    assert_eq!(reloaded.doc().get_heads(), relay.doc().get_heads());
+        Relay::load(RelayLimits::default(), Some((snapshot.upto, snapshot.state.as_ref())), tail).relay;
+    let heads = |relay: &Relay| relay.read(|doc| doc.get_heads()).unwrap();
+    assert_eq!(heads(&reloaded), heads(&relay));
     assert_eq!(reloaded.last_seq(), relay.last_seq());
     // The whole log alone replays to the same document too.
-    let all = Relay::load(RelayLimits::default(), None, log.iter().map(|(s, b)| (*s, b.as_ref()))).unwrap();
-    assert_eq!(all.doc().get_heads(), relay.doc().get_heads());
+    let all = Relay::load(RelayLimits::default(), None, log.iter().map(|(s, b)| (*s, b.as_ref()))).relay;
+    assert_eq!(heads(&all), heads(&relay));
 }
 
 #[test]
 fn stored_bytes_that_do_not_load_are_a_load_error() {
-    assert!(Relay::load(RelayLimits::default(), Some((1, &[1, 2, 3][..])), []).is_err());
-    assert!(Relay::load(RelayLimits::default(), None, [(1, &[0x85, 0x6f, 0x4a, 0x83, 9, 9][..])]).is_err());
+    let bad_snapshot = Relay::load(RelayLimits::default(), Some((1, &[1, 2, 3][..])), []);
+    assert_eq!(
+        bad_snapshot.quarantined.iter().map(|q| q.item).collect::<Vec<_>>(),
+        [StoredItem::Snapshot { upto: 1 }]
+    );
+    let bad_entry = Relay::load(RelayLimits::default(), None, [(1, &[0x85, 0x6f, 0x4a, 0x83, 9, 9][..])]);
+    assert_eq!(
+        bad_entry.quarantined.iter().map(|q| q.item).collect::<Vec<_>>(),
+        [StoredItem::Update { seq: 1 }]
+    );
 }

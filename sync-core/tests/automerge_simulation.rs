@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use weft_sync_core::automerge::codec::{DocSync, Ephemeral, Message};
 use weft_sync_core::automerge::{DocumentId, Relay, Route};
 use weft_sync_core::relay::RelayLimits;
-use weft_sync_core::{Access, Event, PeerId, Snapshot};
+use weft_sync_core::{Access, DocumentRelay, Event, PeerId, Snapshot};
 
 const RELAY_ID: &str = "weft-sim";
 
@@ -50,8 +50,10 @@ struct Store {
 impl Store {
     fn load(&self) -> Relay {
         let log = self.log.iter().map(|(seq, bytes)| (*seq, bytes.as_ref()));
-        Relay::load(RelayLimits::default(), self.snapshot.as_ref().map(|(s, b)| (*s, b.as_ref())), log)
-            .expect("stored state loads")
+        let loaded =
+            Relay::load(RelayLimits::default(), self.snapshot.as_ref().map(|(s, b)| (*s, b.as_ref())), log);
+        assert!(loaded.quarantined.is_empty(), "stored state loads: {:?}", loaded.quarantined);
+        loaded.relay
     }
 }
 
@@ -290,7 +292,7 @@ impl Sim {
     }
 
     fn compact(&mut self) {
-        self.queue.push_back(StorageCmd::Compact(self.relay.snapshot()));
+        self.queue.push_back(StorageCmd::Compact(self.relay.snapshot().expect("a snapshot")));
     }
 
     fn disconnect(&mut self, i: usize) {
@@ -325,7 +327,7 @@ impl Sim {
         for (i, p) in self.peers.iter_mut().enumerate() {
             for head in &p.shown {
                 assert!(
-                    durable.doc().get_change_meta_by_hash(head).is_some(),
+                    durable.read(|doc| doc.get_change_meta_by_hash(head).is_some()).unwrap(),
                     "seed {}: peer {i} was shown head {head} but the log lacks it",
                     self.seed
                 );
@@ -373,10 +375,10 @@ impl Sim {
     }
 
     fn check_converged(&self) {
-        let heads = self.relay.doc().get_heads();
+        let heads = self.relay.read(|doc| doc.get_heads()).unwrap();
         let reloaded = self.store.load();
         assert_eq!(
-            reloaded.doc().get_heads(),
+            reloaded.read(|doc| doc.get_heads()).unwrap(),
             heads,
             "seed {}: the log does not rebuild the relay",
             self.seed
@@ -384,11 +386,12 @@ impl Sim {
         for (i, p) in self.peers.iter().enumerate() {
             assert_eq!(p.doc.get_heads(), heads, "seed {}: peer {i} diverged", self.seed);
         }
-        let doc = reloaded.doc();
-        let tokens: BTreeSet<String> = match doc.get(ROOT, "tokens").unwrap() {
-            Some((_, tokens)) => doc.keys(&tokens).collect(),
-            None => BTreeSet::new(),
-        };
+        let tokens: BTreeSet<String> = reloaded
+            .read(|doc| match doc.get(ROOT, "tokens").unwrap() {
+                Some((_, tokens)) => doc.keys(&tokens).collect(),
+                None => BTreeSet::new(),
+            })
+            .unwrap();
         assert_eq!(tokens, self.tokens, "seed {}: an edit was lost", self.seed);
     }
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use weft_sync_core::yjs::awareness::{self, AwarenessEntry};
 use weft_sync_core::yjs::codec::decode_frame;
 use weft_sync_core::yjs::{Message, Relay, RelayLimits};
-use weft_sync_core::{Access, Event};
+use weft_sync_core::{Access, DocumentRelay, Event, StoredItem};
 use weft_sync_core::{CloseCode, PeerId};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -162,7 +162,7 @@ fn a_read_only_handshake_that_brings_nothing_new_is_acknowledged() {
     relay.handle_join(A, Access::ReadOnly);
     relay.handle_message(A, Message::SyncStep1(Bytes::from_static(&[0])));
     events(&mut relay);
-    let relay_sv = relay.doc().transact().state_vector();
+    let relay_sv = relay.read(|doc| doc.transact().state_vector()).unwrap();
     let handshake = client.transact().encode_state_as_update_v1(&relay_sv);
     assert_ne!(handshake, [0, 0], "the handshake carries the delete set");
     relay.handle_message(A, Message::SyncStep2(handshake.into()));
@@ -336,27 +336,31 @@ fn an_update_ahead_of_its_predecessors_is_acknowledged_then_integrated_once_the_
         "the sender is acknowledged: {out:?}"
     );
     assert!(!out.iter().any(|e| matches!(e, Event::Broadcast { .. })), "others do not get a gapped update");
-    assert_eq!(relay.snapshot().upto, 0, "compaction must keep the deferred update in the log");
+    assert_eq!(relay.snapshot().unwrap().upto, 0, "compaction must keep the deferred update in the log");
 
     relay.handle_message(A, Message::SyncStep2(whole));
     relay.handle_durable(2);
     events(&mut relay);
-    let items = relay.doc().get_or_insert_array("items");
-    let txn = relay.doc().transact();
-    let got: Vec<String> = items.iter(&txn).map(|v| v.to_string(&txn)).collect();
+    let got: Vec<String> = relay
+        .read(|doc| {
+            let items = doc.get_or_insert_array("items");
+            let txn = doc.transact();
+            items.iter(&txn).map(|v| v.to_string(&txn)).collect()
+        })
+        .unwrap();
     assert_eq!(got, ["item 0", "item 1", "item 2", "item 3"], "integrated once, no duplicates");
-    drop(txn);
-    assert_eq!(relay.snapshot().upto, 2);
+    let snapshot = relay.snapshot().unwrap();
+    assert_eq!(snapshot.upto, 2);
 
     let reloaded = Relay::load(
         RelayLimits::default(),
         None,
-        [(1, incremental[3].as_ref()), (2, relay.snapshot().state.as_ref())],
+        [(1, incremental[3].as_ref()), (2, snapshot.state.as_ref())],
     )
-    .unwrap();
+    .relay;
     assert_eq!(
-        reloaded.doc().transact().state_vector().encode_v1(),
-        relay.doc().transact().state_vector().encode_v1()
+        reloaded.read(|doc| doc.transact().state_vector().encode_v1()).unwrap(),
+        relay.read(|doc| doc.transact().state_vector().encode_v1()).unwrap()
     );
 }
 
@@ -367,7 +371,7 @@ fn a_storage_failure_closes_every_peer() {
     join_synced(&mut relay, B);
     relay.handle_message(A, Message::Update(typed(1, "lost?")));
     events(&mut relay);
-    relay.handle_storage_failure("disk full");
+    relay.handle_failure("disk full");
     let mut closed = closed_with(&mut relay);
     closed.sort_by_key(|(p, _)| *p);
     assert_eq!(closed, vec![(A, CloseCode::InternalError), (B, CloseCode::InternalError)]);
@@ -386,9 +390,10 @@ fn load_replays_snapshot_then_tail_and_skips_covered_entries() {
         RelayLimits::default(),
         Some((1, first.as_ref())),
         [(1, first.as_ref()), (2, second.as_slice())],
-    )
-    .unwrap();
-    assert_eq!(text_of(relay.doc()), "one two");
+    );
+    let relay = relay.relay;
+    assert_eq!(relay.read(text_of).unwrap(), "one two");
     assert_eq!((relay.last_seq(), relay.durable_seq(), relay.log_len()), (2, 2, 1));
-    assert!(Relay::load(RelayLimits::default(), None, [(1, &[9u8, 9, 9][..])]).is_err());
+    let bad = Relay::load(RelayLimits::default(), None, [(1, &[9u8, 9, 9][..])]);
+    assert_eq!(bad.quarantined.iter().map(|q| q.item).collect::<Vec<_>>(), [StoredItem::Update { seq: 1 }]);
 }

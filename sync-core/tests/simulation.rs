@@ -20,7 +20,7 @@ use weft_sync_core::PeerId;
 use weft_sync_core::yjs::client::REMOTE_ORIGIN;
 use weft_sync_core::yjs::codec::decode_frame;
 use weft_sync_core::yjs::{Relay, RelayLimits, YjsClient};
-use weft_sync_core::{Access, Event, Snapshot};
+use weft_sync_core::{Access, DocumentRelay, Event, Snapshot};
 use yrs::updates::decoder::Decode;
 use yrs::{Array, Doc, GetString, Origin, ReadTxn, StateVector, Text, Transact, TransactionMut, Update};
 
@@ -38,8 +38,10 @@ struct Store {
 impl Store {
     fn load(&self) -> Relay {
         let log = self.log.iter().map(|(seq, bytes)| (*seq, bytes.as_ref()));
-        Relay::load(RelayLimits::default(), self.snapshot.as_ref().map(|(s, b)| (*s, b.as_ref())), log)
-            .expect("stored state loads")
+        let loaded =
+            Relay::load(RelayLimits::default(), self.snapshot.as_ref().map(|(s, b)| (*s, b.as_ref())), log);
+        assert!(loaded.quarantined.is_empty(), "stored state loads: {:?}", loaded.quarantined);
+        loaded.relay
     }
 }
 
@@ -221,7 +223,7 @@ impl Sim {
     }
 
     fn compact(&mut self) {
-        self.queue.push_back(StorageCmd::Compact(self.relay.snapshot()));
+        self.queue.push_back(StorageCmd::Compact(self.relay.snapshot().expect("a snapshot")));
     }
 
     fn disconnect(&mut self, i: usize) {
@@ -244,7 +246,7 @@ impl Sim {
         let peer = PeerId(self.next_peer);
         let c = &mut self.clients[i];
         c.peer = Some(peer);
-        c.client.handle_connected();
+        c.client.handle_connected().unwrap();
         Self::pump_client(c);
         self.relay.handle_join(peer, Access::ReadWrite);
         self.drain_relay();
@@ -252,7 +254,7 @@ impl Sim {
 
     fn crash(&mut self) {
         let durable = self.store.load();
-        let durable_sv = durable.doc().transact().state_vector();
+        let durable_sv = durable.read(|doc| doc.transact().state_vector()).unwrap();
         for (i, c) in self.clients.iter().enumerate() {
             if c.client.is_acknowledged() {
                 let sv = c.client.doc().transact().state_vector();
@@ -308,9 +310,14 @@ impl Sim {
     }
 
     fn check_converged(&self) {
-        let expected = state_of(self.relay.doc());
+        let expected = self.relay.read(state_of).unwrap();
         let reloaded = self.store.load();
-        assert_eq!(state_of(reloaded.doc()), expected, "seed {}: log does not rebuild the relay", self.seed);
+        assert_eq!(
+            reloaded.read(state_of).unwrap(),
+            expected,
+            "seed {}: log does not rebuild the relay",
+            self.seed
+        );
         for (i, c) in self.clients.iter().enumerate() {
             assert_eq!(state_of(c.client.doc()), expected, "seed {}: client {i} diverged", self.seed);
             assert!(
@@ -319,12 +326,13 @@ impl Sim {
                 self.seed
             );
         }
-        let tokens: BTreeSet<String> = {
-            let doc = reloaded.doc();
-            let array = doc.get_or_insert_array("tokens");
-            let txn = doc.transact();
-            array.iter(&txn).map(|v| v.to_string(&txn)).collect()
-        };
+        let tokens: BTreeSet<String> = reloaded
+            .read(|doc| {
+                let array = doc.get_or_insert_array("tokens");
+                let txn = doc.transact();
+                array.iter(&txn).map(|v| v.to_string(&txn)).collect()
+            })
+            .unwrap();
         assert_eq!(tokens, self.tokens, "seed {}: an edit was lost", self.seed);
     }
 }

@@ -20,6 +20,7 @@ pub use error::ApiError;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use crate::storage::Storage;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Token verification.
     pub auth: Auth,
+    /// The counters `/metrics` serves.
+    pub metrics: Metrics,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Cancelled when the server starts shutting down.
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/ws/yjs/{*doc_id}", get(yjs::upgrade))
         .route("/ws/hocuspocus", get(hocuspocus::upgrade))
         .route("/ws/automerge", get(automerge::upgrade))
@@ -55,6 +59,14 @@ pub fn router(state: AppState) -> Router {
 /// Liveness: the process answers HTTP.
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The counters, in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
 }
 
 /// Readiness: storage answers queries and the server is not shutting down.

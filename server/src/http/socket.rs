@@ -95,7 +95,8 @@ pub fn spawn_writer(
         match code {
             Some(code) => {
                 closer.close(code);
-                let frame = CloseFrame { code: code.code(), reason: code.reason().into() };
+                let reason = closer.reason().map_or_else(|| code.reason().to_owned(), str::to_owned);
+                let frame = CloseFrame { code: code.code(), reason: reason.into() };
                 let close = async {
                     // Frames queued before the close go out first (an automerge-repo `error` message
                     // saying why, for one), within the same time limit. Not for a slow consumer: its

@@ -21,6 +21,7 @@ use weft_sync_core::relay::Access;
 use weft_sync_core::yjs::RelayLimits;
 use weft_sync_core::{CloseCode, DocId, PeerId};
 
+use crate::metrics::Metrics;
 use crate::storage::{Crdt, Storage, StorageError};
 pub use peer::{Closer, Dialect, PeerLink, Undeliverable, link};
 pub use replica::Inbound;
@@ -92,6 +93,7 @@ struct Shared {
     live: Mutex<HashMap<DocId, RoomHandle>>,
     storage: Storage,
     config: RoomConfig,
+    metrics: Metrics,
     next_peer: AtomicU64,
     next_generation: AtomicU64,
     tracker: TaskTracker,
@@ -139,10 +141,12 @@ impl Membership {
 }
 
 impl Rooms {
-    /// An empty registry. Rooms run on `tracker` and stop when `shutdown` is cancelled.
+    /// An empty registry. Rooms run on `tracker`, count what goes wrong in `metrics`, and stop
+    /// when `shutdown` is cancelled.
     pub fn new(
         storage: Storage,
         config: RoomConfig,
+        metrics: Metrics,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -151,6 +155,7 @@ impl Rooms {
                 live: Mutex::new(HashMap::new()),
                 storage,
                 config,
+                metrics,
                 next_peer: AtomicU64::new(1),
                 next_generation: AtomicU64::new(1),
                 tracker,

@@ -152,18 +152,24 @@ impl PeerLink {
     }
 
     /// Asks the connection to close with `code`. The first close wins.
+    pub fn close(&self, code: CloseCode) {
+        self.close_with(code, "");
+    }
+
+    /// Asks the connection to close with `code`, saying why in `detail` (sent to this peer with
+    /// the close, shortened to fit a close frame). The first close wins.
     ///
     /// A Hocuspocus or automerge-repo socket carries other documents: a permanent problem with this
     /// one (4400–4499, reconnecting would not help) ends only this peer (for Hocuspocus, with its
     /// close message naming the code), and the socket goes on. A transient one closes the socket,
     /// because reconnecting is the only way a provider resyncs a document.
-    pub fn close(&self, code: CloseCode) {
+    pub fn close_with(&self, code: CloseCode, detail: &str) {
         match &self.dialect {
             Dialect::Hocuspocus { prefix } if !code.is_transient() => {
                 if self.detached.swap(true, Ordering::AcqRel) {
                     return;
                 }
-                let reason = format!("{} {}", code.code(), code.reason());
+                let reason = format!("{} {}", code.code(), close_reason(code, detail));
                 // The close message is this peer's last frame: it goes out past the flag just set.
                 let sent = self.queue(hocuspocus::close(prefix, &reason));
                 if sent == Err(Undeliverable::Full) {
@@ -176,7 +182,7 @@ impl PeerLink {
             Dialect::AutomergeRepo { .. } if !code.is_transient() => {
                 self.detached.store(true, Ordering::Release)
             }
-            _ => self.closer.close(code),
+            _ => self.closer.close_with(code, detail),
         }
     }
 
@@ -194,14 +200,19 @@ pub struct Closer {
 
 #[derive(Debug, Default)]
 struct CloserInner {
-    code: OnceLock<Option<CloseCode>>,
+    code: OnceLock<Option<(CloseCode, String)>>,
     token: CancellationToken,
 }
 
 impl Closer {
     /// Ends the connection with `code`. Later calls have no effect.
     pub fn close(&self, code: CloseCode) {
-        self.end(Some(code));
+        self.close_with(code, "");
+    }
+
+    /// Ends the connection with `code`, saying why in `detail`. Later calls have no effect.
+    pub fn close_with(&self, code: CloseCode, detail: &str) {
+        self.end(Some((code, close_reason(code, detail))));
     }
 
     /// Ends the connection without a code of our own (the peer closed, or the socket failed).
@@ -209,10 +220,15 @@ impl Closer {
         self.end(None);
     }
 
-    fn end(&self, code: Option<CloseCode>) {
+    fn end(&self, code: Option<(CloseCode, String)>) {
         if self.inner.code.set(code).is_ok() {
             self.inner.token.cancel();
         }
+    }
+
+    /// The reason sent with the close frame, when the connection was closed with a code.
+    pub fn reason(&self) -> Option<&str> {
+        self.inner.code.get()?.as_ref().map(|(_, reason)| reason.as_str())
     }
 
     /// Whether the connection is ending. An atomic load (the code is set before the token is
@@ -223,11 +239,46 @@ impl Closer {
 
     /// The code the connection was closed with, if it was closed with one.
     pub fn code(&self) -> Option<CloseCode> {
-        self.inner.code.get().copied().flatten()
+        self.inner.code.get()?.as_ref().map(|(code, _)| *code)
     }
 
     /// Resolves once the connection is ending.
     pub async fn closed(&self) {
         self.inner.token.cancelled().await;
+    }
+}
+
+/// Longest close-frame reason, in bytes: a close frame's payload is at most 125 bytes, two of which
+/// are the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// The reason a close carries: the code's short reason, then `detail` if any, cut at a character
+/// boundary to fit a close frame.
+pub fn close_reason(code: CloseCode, detail: &str) -> String {
+    let mut reason =
+        if detail.is_empty() { code.reason().to_owned() } else { format!("{}: {detail}", code.reason()) };
+    if reason.len() > MAX_CLOSE_REASON {
+        let mut end = MAX_CLOSE_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_name_the_code_then_the_detail_and_fit_a_close_frame() {
+        assert_eq!(close_reason(CloseCode::InvalidUpdate, ""), "invalid update");
+        assert_eq!(
+            close_reason(CloseCode::InvalidUpdate, "decode update: x"),
+            "invalid update: decode update: x"
+        );
+        let long = close_reason(CloseCode::InternalError, &"é".repeat(200));
+        assert!(long.len() <= MAX_CLOSE_REASON && long.starts_with("internal error: é"), "{long}");
     }
 }

@@ -1,10 +1,11 @@
 //! `Replica`: the closed set of CRDT relays a room can hold, and `Inbound`, the closed set of inputs
-//! connections hand a room. The room calls the same operations whatever the CRDT; this module maps
-//! them onto the right sans-IO relay.
+//! connections hand a room. What differs per CRDT (loading, joining, input, adopting peers on a
+//! rebuild) is matched here; everything else the room drives through
+//! [`DocumentRelay`], the same for both.
 
-use weft_sync_core::relay::{Access, Event, Snapshot};
+use weft_sync_core::relay::{Access, DocumentRelay, Health, Quarantined};
 use weft_sync_core::yjs::{self, RelayLimits};
-use weft_sync_core::{LoadError, PeerId, automerge};
+use weft_sync_core::{PeerId, automerge};
 
 use super::peer::{Dialect, PeerLink};
 use crate::storage::{Crdt, StoredDoc};
@@ -33,16 +34,20 @@ pub enum Inbound {
 pub struct WrongInput;
 
 impl Replica {
-    /// Rebuilds a replica of `crdt` from storage (CPU work: call it off the async workers).
-    ///
-    /// # Errors
-    /// [`LoadError`] when stored bytes do not load.
-    pub fn load(crdt: Crdt, limits: RelayLimits, stored: &StoredDoc) -> Result<Self, LoadError> {
+    /// Rebuilds a replica of `crdt` from storage (CPU work: call it off the async workers), with
+    /// the stored items that broke it, which the caller must quarantine.
+    pub fn load(crdt: Crdt, limits: RelayLimits, stored: &StoredDoc) -> (Self, Vec<Quarantined>) {
         let snapshot = stored.snapshot.as_ref().map(|(upto, bytes)| (*upto, bytes.as_ref()));
         let log = stored.log.iter().map(|(seq, bytes)| (*seq, bytes.as_ref()));
         match crdt {
-            Crdt::Yjs => Ok(Self::Yjs(yjs::Relay::load(limits, snapshot, log)?)),
-            Crdt::Automerge => Ok(Self::Automerge(automerge::Relay::load(limits, snapshot, log)?)),
+            Crdt::Yjs => {
+                let loaded = yjs::Relay::load(limits, snapshot, log);
+                (Self::Yjs(loaded.relay), loaded.quarantined)
+            }
+            Crdt::Automerge => {
+                let loaded = automerge::Relay::load(limits, snapshot, log);
+                (Self::Automerge(loaded.relay), loaded.quarantined)
+            }
         }
     }
 
@@ -51,6 +56,32 @@ impl Replica {
         match self {
             Self::Yjs(_) => Crdt::Yjs,
             Self::Automerge(_) => Crdt::Automerge,
+        }
+    }
+
+    /// The relay, for everything both CRDTs do alike.
+    pub fn relay(&self) -> &dyn DocumentRelay {
+        match self {
+            Self::Yjs(relay) => relay,
+            Self::Automerge(relay) => relay,
+        }
+    }
+
+    /// The relay, for everything both CRDTs do alike.
+    pub fn relay_mut(&mut self) -> &mut dyn DocumentRelay {
+        match self {
+            Self::Yjs(relay) => relay,
+            Self::Automerge(relay) => relay,
+        }
+    }
+
+    /// Takes over the peers of `old`, the replica of the same document that asked for a rebuild
+    /// (see `Health::Rebuild`). Replicas of different CRDTs never meet: a document's CRDT is fixed.
+    pub fn adopt(&mut self, old: Replica) {
+        match (self, old) {
+            (Self::Yjs(new), Self::Yjs(old)) => new.adopt(old),
+            (Self::Automerge(new), Self::Automerge(old)) => new.adopt(old),
+            (Self::Yjs(_), Self::Automerge(_)) | (Self::Automerge(_), Self::Yjs(_)) => {}
         }
     }
 
@@ -73,90 +104,32 @@ impl Replica {
         }
     }
 
-    /// Input arrived from `peer`.
+    /// Input arrived from `peer`. Returns what the relay did not take because it stopped serving
+    /// part-way (it asked for a rebuild): the room hands that to the rebuilt relay.
     ///
     /// # Errors
     /// [`WrongInput`] when the input belongs to another CRDT (the room closes that peer).
-    pub fn handle_input(&mut self, peer: PeerId, input: Inbound) -> Result<(), WrongInput> {
+    pub fn handle_input(&mut self, peer: PeerId, input: Inbound) -> Result<Option<Inbound>, WrongInput> {
         match (self, input) {
             (Self::Yjs(relay), Inbound::Yjs(messages)) => {
-                for message in messages {
+                let mut messages = messages.into_iter();
+                while let Some(message) = messages.next() {
                     relay.handle_message(peer, message);
+                    if relay.health() != Health::Serving {
+                        let rest: Vec<yjs::Message> = messages.collect();
+                        return Ok((!rest.is_empty()).then_some(Inbound::Yjs(rest)));
+                    }
                 }
-                Ok(())
+                Ok(None)
             }
             (Self::Automerge(relay), Inbound::Automerge(message)) => {
                 relay.handle_message(peer, message);
-                Ok(())
+                Ok(None)
             }
             // Stateless messages are the room's business, never a replica's.
             (_, Inbound::Stateless(_))
             | (Self::Yjs(_), Inbound::Automerge(_))
             | (Self::Automerge(_), Inbound::Yjs(_)) => Err(WrongInput),
-        }
-    }
-
-    /// `peer` left.
-    pub fn handle_leave(&mut self, peer: PeerId) {
-        match self {
-            Self::Yjs(relay) => relay.handle_leave(peer),
-            Self::Automerge(relay) => relay.handle_leave(peer),
-        }
-    }
-
-    /// The log holds every entry up to `upto`.
-    pub fn handle_durable(&mut self, upto: u64) {
-        match self {
-            Self::Yjs(relay) => relay.handle_durable(upto),
-            Self::Automerge(relay) => relay.handle_durable(upto),
-        }
-    }
-
-    /// The log could not be written.
-    pub fn handle_storage_failure(&mut self, detail: &str) {
-        match self {
-            Self::Yjs(relay) => relay.handle_storage_failure(detail),
-            Self::Automerge(relay) => relay.handle_storage_failure(detail),
-        }
-    }
-
-    /// The next event to carry out.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        match self {
-            Self::Yjs(relay) => relay.poll_event(),
-            Self::Automerge(relay) => relay.poll_event(),
-        }
-    }
-
-    /// A snapshot for compaction.
-    pub fn snapshot(&self) -> Snapshot {
-        match self {
-            Self::Yjs(relay) => relay.snapshot(),
-            Self::Automerge(relay) => relay.snapshot(),
-        }
-    }
-
-    /// `snapshot` replaced its log prefix in storage.
-    pub fn handle_compacted(&mut self, snapshot: &Snapshot) {
-        match self {
-            Self::Yjs(relay) => relay.handle_compacted(snapshot),
-            Self::Automerge(relay) => relay.handle_compacted(snapshot),
-        }
-    }
-
-    /// Log entries after the last snapshot.
-    pub fn log_len(&self) -> u64 {
-        match self {
-            Self::Yjs(relay) => relay.log_len(),
-            Self::Automerge(relay) => relay.log_len(),
-        }
-    }
-
-    /// Whether the replica must be discarded and reloaded.
-    pub fn is_poisoned(&self) -> bool {
-        match self {
-            Self::Yjs(relay) => relay.is_poisoned(),
-            Self::Automerge(relay) => relay.is_poisoned(),
         }
     }
 }

@@ -1,10 +1,18 @@
 //! The room actor: one task per live document, the only owner of its replica.
 //!
 //! It feeds peer input and storage receipts into the document's sans-IO relay ([`Replica`]) and
-//! carries out the events the relay returns: frames go to peer outboxes with `try_send`, appends go to storage in one request
-//! per batch of inbox commands (so the storage writer can group-commit them with other rooms'), and
-//! receipts come back in order to release echoes. It folds the log into a snapshot every
-//! `compact_after_updates` entries and once more before unloading.
+//! carries out the events the relay returns: frames go to peer outboxes with `try_send`, appends go
+//! to storage in one request per batch of inbox commands (so the storage writer can group-commit
+//! them with other rooms'), and receipts come back in order to release echoes. It folds the log
+//! into a snapshot every `compact_after_updates` entries and once more before unloading; a snapshot
+//! replaces log entries only after it loaded back as the replica (off the async workers).
+//!
+//! Failures: loading quarantines whatever breaks the document before the room serves it. A refused
+//! write that touched the replica makes the relay ask for a rebuild: the room stops taking input,
+//! lets everything appended become durable, loads the document again and hands the peers to the new
+//! relay — they stay connected. Anything the relay cannot recover from (storage, a replica that no
+//! longer encodes, a snapshot that does not verify) stops the room: its peers get 1011 with the
+//! reason, the event is logged and counted, and the next join loads the document afresh.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -17,11 +25,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use weft_sync_core::relay::{Access, Event, Snapshot};
-use weft_sync_core::{CloseCode, DocId, PeerId};
+use weft_sync_core::relay::{Access, Event, Health, Snapshot, StoredItem};
+use weft_sync_core::{CloseCode, CrdtFailure, DocId, PeerId};
 
 use super::replica::{Inbound, Replica};
 use super::{JoinError, PeerLink, Shared, Undeliverable};
+use crate::metrics::ItemKind;
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
 
 /// Inbox commands handled before the room dispatches events, so that appends from one burst of
@@ -94,10 +103,13 @@ async fn run(
         commits: VecDeque::new(),
         compaction: None,
         compacted_upto: 0,
+        untaken: Vec::new(),
     };
     room.run(rx).await;
 }
 
+/// Loads `doc` (creating it as a `crdt` document if new), quarantining every stored item that
+/// breaks it before the document is served.
 async fn load(doc: &DocId, crdt: Crdt, shared: &Shared) -> Result<(DocKey, Replica), JoinError> {
     let stored = shared.storage.load_or_create(doc, crdt, now_ms()).await.map_err(|err| match err {
         err @ StorageError::WrongCrdt { .. } => JoinError::WrongCrdt(err),
@@ -106,10 +118,24 @@ async fn load(doc: &DocId, crdt: Crdt, shared: &Shared) -> Result<(DocKey, Repli
     let limits = shared.config.limits;
     let key = stored.key;
     // Replaying a long log is CPU work; keep it off the async workers.
-    let replica = tokio::task::spawn_blocking(move || Replica::load(crdt, limits, &stored))
+    let (replica, quarantined) = tokio::task::spawn_blocking(move || Replica::load(crdt, limits, &stored))
         .await
-        .map_err(|e| JoinError::Unavailable(format!("load task failed: {e}")))?
-        .map_err(|e| JoinError::Unavailable(e.to_string()))?;
+        .map_err(|e| JoinError::Unavailable(format!("load task failed: {e}")))?;
+    if !quarantined.is_empty() {
+        for item in &quarantined {
+            tracing::warn!(doc = %doc, item = ?item.item, reason = %item.reason, "quarantining a stored item that breaks the document");
+            shared.metrics.count_quarantined(match item.item {
+                StoredItem::Update { .. } => ItemKind::Update,
+                StoredItem::Snapshot { .. } => ItemKind::Snapshot,
+            });
+        }
+        // Before serving: compaction would otherwise fold the log past these items.
+        shared
+            .storage
+            .quarantine(key, &quarantined, now_ms())
+            .await
+            .map_err(|e| JoinError::Unavailable(format!("quarantining failed: {e}")))?;
+    }
     Ok((key, replica))
 }
 
@@ -132,9 +158,23 @@ struct Room {
     peers: HashMap<PeerId, PeerLink>,
     /// Appends handed to storage, oldest first, each with the last sequence number it carries.
     commits: VecDeque<(u64, Receipt)>,
-    /// The snapshot being written, if any.
-    compaction: Option<(Snapshot, JoinHandle<Result<(), StorageError>>)>,
+    /// The snapshot being verified and written, if any.
+    compaction: Option<(Snapshot, JoinHandle<Result<(), CompactionError>>)>,
     compacted_upto: u64,
+    /// Input the relay did not take because it stopped serving part-way through it (a rebuild
+    /// began); handed to the rebuilt relay.
+    untaken: Vec<(PeerId, Inbound)>,
+}
+
+/// Why a compaction did not replace the log.
+#[derive(Debug, thiserror::Error)]
+enum CompactionError {
+    /// The snapshot did not load back as the replica; it was kept aside.
+    #[error("the snapshot does not load back as the replica: {0}")]
+    Unverified(String),
+    /// Storing failed; the log is untouched.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 enum Exit {
@@ -156,13 +196,7 @@ impl Room {
                 biased;
                 () = shutdown.cancelled() => break Exit::Shutdown,
                 (upto, result) = next_commit(&mut self.commits), if !self.commits.is_empty() => {
-                    match result {
-                        Ok(()) => self.replica.handle_durable(upto),
-                        Err(err) => {
-                            tracing::error!(doc = %self.doc, error = %err, "append failed; closing the document");
-                            self.replica.handle_storage_failure(&err.to_string());
-                        }
-                    }
+                    self.committed(upto, result);
                 }
                 result = join_compaction(&mut self.compaction), if self.compaction.is_some() => {
                     self.finish_compaction(result);
@@ -171,6 +205,10 @@ impl Room {
                     let Some(command) = command else { break Exit::Shutdown };
                     self.handle(command);
                     for _ in 1..COMMANDS_PER_TURN {
+                        // A relay that stopped serving takes no more input; it waits in the inbox.
+                        if self.replica.relay().health() != Health::Serving {
+                            break;
+                        }
                         match rx.try_recv() {
                             Ok(command) => self.handle(command),
                             Err(_) => break,
@@ -184,12 +222,15 @@ impl Room {
                         self.peers.iter().filter(|(_, link)| link.is_gone()).map(|(peer, _)| *peer).collect();
                     for peer in gone {
                         self.peers.remove(&peer);
-                        self.replica.handle_leave(peer);
+                        self.replica.relay_mut().handle_leave(peer);
                     }
                 }
             }
             self.dispatch().await;
-            if self.replica.is_poisoned() {
+            if self.replica.relay().health() == Health::Rebuild {
+                self.rebuild().await;
+            }
+            if self.replica.relay().is_poisoned() {
                 break Exit::Poisoned;
             }
             self.maybe_compact();
@@ -219,17 +260,74 @@ impl Room {
             RoomCommand::Input { peer, input: Inbound::Stateless(payload) } => {
                 self.relay_stateless(peer, &payload)
             }
-            RoomCommand::Input { peer, input } => {
-                if self.replica.handle_input(peer, input).is_err()
-                    && let Some(link) = self.peers.remove(&peer)
-                {
-                    link.close(CloseCode::MalformedMessage);
-                    self.replica.handle_leave(peer);
-                }
-            }
+            RoomCommand::Input { peer, input } => self.handle_input(peer, input),
             RoomCommand::Leave { peer } => {
                 self.peers.remove(&peer);
-                self.replica.handle_leave(peer);
+                self.replica.relay_mut().handle_leave(peer);
+            }
+        }
+    }
+
+    fn handle_input(&mut self, peer: PeerId, input: Inbound) {
+        match self.replica.handle_input(peer, input) {
+            Ok(None) => {}
+            Ok(Some(untaken)) => self.untaken.push((peer, untaken)),
+            Err(_) => {
+                if let Some(link) = self.peers.remove(&peer) {
+                    link.close(CloseCode::MalformedMessage);
+                    self.replica.relay_mut().handle_leave(peer);
+                }
+            }
+        }
+    }
+
+    /// An append request finished.
+    fn committed(&mut self, upto: u64, result: Result<(), StorageError>) {
+        match result {
+            Ok(()) => self.replica.relay_mut().handle_durable(upto),
+            Err(err) => {
+                tracing::error!(doc = %self.doc, error = %err, "append failed; closing the document");
+                self.replica.relay_mut().handle_failure(&format!("the log could not be written: {err}"));
+            }
+        }
+    }
+
+    /// Replaces a relay that asked for a rebuild (a refused write touched its replica) with one
+    /// loaded from storage, which takes its peers over: everything appended is made durable and
+    /// released first, so the log holds all the old relay acknowledged and nothing it refused.
+    async fn rebuild(&mut self) {
+        self.shared.metrics.room_rebuilds.inc();
+        tracing::info!(doc = %self.doc, "rebuilding the document from the log after a refused write");
+        while !self.commits.is_empty() {
+            let (upto, result) = next_commit(&mut self.commits).await;
+            self.committed(upto, result);
+            self.dispatch().await;
+        }
+        if self.compaction.is_some() {
+            let result = join_compaction(&mut self.compaction).await;
+            self.finish_compaction(result);
+        }
+        if self.replica.relay().is_poisoned() {
+            return;
+        }
+        let crdt = self.replica.crdt();
+        match load(&self.doc, crdt, &self.shared).await {
+            Ok((_, fresh)) => {
+                let old = std::mem::replace(&mut self.replica, fresh);
+                self.replica.adopt(old);
+                for (peer, input) in std::mem::take(&mut self.untaken) {
+                    if self.peers.contains_key(&peer) {
+                        self.handle_input(peer, input);
+                    }
+                }
+                self.dispatch().await;
+            }
+            Err(err) => {
+                tracing::error!(doc = %self.doc, error = %err, "the document could not be reloaded");
+                self.replica
+                    .relay_mut()
+                    .handle_failure(&format!("the document could not be reloaded: {err}"));
+                self.dispatch().await;
             }
         }
     }
@@ -238,7 +336,7 @@ impl Room {
     async fn dispatch(&mut self) {
         let mut appends = Vec::new();
         loop {
-            while let Some(event) = self.replica.poll_event() {
+            while let Some(event) = self.replica.relay_mut().poll_event() {
                 match event {
                     Event::Send { peer, frame } => self.deliver(peer, frame),
                     Event::Broadcast { frame, except } => {
@@ -262,7 +360,7 @@ impl Room {
                     Event::Close { peer, code, detail } => {
                         if let Some(link) = self.peers.remove(&peer) {
                             tracing::info!(doc = %self.doc, %peer, code = code.code(), %detail, "closing peer");
-                            link.close(code);
+                            link.close_with(code, &detail);
                         }
                     }
                 }
@@ -278,7 +376,9 @@ impl Room {
                     return;
                 }
                 // The failure closes every peer; loop once more to carry out those closes.
-                Err(err) => self.replica.handle_storage_failure(&err.to_string()),
+                Err(err) => {
+                    self.replica.relay_mut().handle_failure(&format!("the log could not be written: {err}"))
+                }
             }
         }
     }
@@ -309,42 +409,79 @@ impl Room {
             tracing::info!(doc = %self.doc, %peer, "peer outbox full; disconnecting slow consumer");
             link.close(CloseCode::SlowConsumer);
         }
-        self.replica.handle_leave(peer);
+        self.replica.relay_mut().handle_leave(peer);
     }
 
     fn maybe_compact(&mut self) {
-        let due = self.replica.log_len() >= self.shared.config.compact_after_updates;
-        if due && self.compaction.is_none() {
+        let relay = self.replica.relay();
+        let due = relay.log_len() >= self.shared.config.compact_after_updates;
+        if due && self.compaction.is_none() && relay.health() == Health::Serving {
             self.start_compaction();
         }
     }
 
-    /// Snapshots the replica and writes it in the background. Every append the snapshot covers has
-    /// already been queued, and the writer keeps queue order, so it replaces exactly those entries.
+    /// Snapshots the replica, then in the background verifies the snapshot (loading it back, off
+    /// the async workers) and only then writes it. Every append the snapshot covers has already
+    /// been queued, and the writer keeps queue order, so it replaces exactly those entries. A
+    /// snapshot that does not verify is kept aside in the quarantine, and the log stays.
     fn start_compaction(&mut self) {
-        let snapshot = self.replica.snapshot();
+        let Some(snapshot) = self.replica.relay_mut().snapshot() else { return };
         if snapshot.upto <= self.compacted_upto {
             return;
         }
         let storage = self.shared.storage.clone();
-        let (key, upto, state) = (self.key, snapshot.upto, snapshot.state.clone());
-        let task = tokio::spawn(async move { storage.compact(key, upto, state, now_ms()).await });
+        let key = self.key;
+        let checked = snapshot.clone();
+        let task = tokio::spawn(async move {
+            let (upto, state) = (checked.upto, checked.state.clone());
+            let verified = tokio::task::spawn_blocking(move || checked.verify())
+                .await
+                .unwrap_or_else(|e| Err(CrdtFailure::new("verify snapshot", format!("task failed: {e}"))));
+            match verified {
+                Ok(()) => Ok(storage.compact(key, upto, state, now_ms()).await?),
+                Err(failure) => {
+                    let reason = failure.to_string();
+                    if let Err(err) =
+                        storage.set_aside_snapshot(key, upto, state, reason.clone(), now_ms()).await
+                    {
+                        tracing::error!(error = %err, "could not keep the unverified snapshot aside");
+                    }
+                    Err(CompactionError::Unverified(reason))
+                }
+            }
+        });
         self.compaction = Some((snapshot, task));
     }
 
-    fn finish_compaction(&mut self, result: (Snapshot, Result<(), StorageError>)) {
+    fn finish_compaction(&mut self, result: (Snapshot, Result<(), CompactionError>)) {
         match result {
             (snapshot, Ok(())) => {
                 tracing::debug!(doc = %self.doc, upto = snapshot.upto, bytes = snapshot.state.len(), "compacted");
                 self.compacted_upto = snapshot.upto;
-                self.replica.handle_compacted(&snapshot);
+                self.replica.relay_mut().handle_compacted(&snapshot);
             }
-            // The log is untouched when compaction fails; nothing is lost, it is retried later.
-            (_, Err(err)) => tracing::warn!(doc = %self.doc, error = %err, "compaction failed"),
+            (_, Err(CompactionError::Unverified(reason))) => {
+                // The replica no longer encodes what it holds: stop the room; loading the document
+                // again quarantines what breaks it. The log is untouched.
+                self.shared.metrics.snapshot_verification_failures.inc();
+                tracing::error!(doc = %self.doc, %reason, "snapshot did not verify; kept aside, log kept");
+                self.replica
+                    .relay_mut()
+                    .handle_failure(&format!("the document's snapshot does not load: {reason}"));
+            }
+            // The log is untouched when storing fails; nothing is lost, it is retried later.
+            (_, Err(CompactionError::Storage(err))) => {
+                tracing::warn!(doc = %self.doc, error = %err, "compaction failed")
+            }
         }
     }
 
     async fn stop(&mut self, exit: Exit, mut rx: mpsc::Receiver<RoomCommand>) {
+        if matches!(exit, Exit::Poisoned) {
+            // The relay closed its peers with the reason already; count and log it once here.
+            self.shared.metrics.room_failures.inc();
+            tracing::error!(doc = %self.doc, "room stopped: the document could not go on; it reloads on the next join");
+        }
         for (_, link) in self.peers.drain() {
             link.close(match exit {
                 Exit::Poisoned => CloseCode::InternalError,
@@ -354,14 +491,14 @@ impl Room {
         while !self.commits.is_empty() {
             let (upto, result) = next_commit(&mut self.commits).await;
             if result.is_ok() {
-                self.replica.handle_durable(upto);
+                self.replica.relay_mut().handle_durable(upto);
             }
         }
         if self.compaction.is_some() {
             let result = join_compaction(&mut self.compaction).await;
             self.finish_compaction(result);
         }
-        if matches!(exit, Exit::Idle) && self.replica.log_len() > 0 {
+        if matches!(exit, Exit::Idle) && self.replica.relay().log_len() > 0 {
             self.start_compaction();
             if self.compaction.is_some() {
                 let result = join_compaction(&mut self.compaction).await;
@@ -394,13 +531,14 @@ async fn next_commit(commits: &mut VecDeque<(u64, Receipt)>) -> (u64, Result<(),
 
 /// Waits for the running compaction.
 async fn join_compaction(
-    compaction: &mut Option<(Snapshot, JoinHandle<Result<(), StorageError>>)>,
-) -> (Snapshot, Result<(), StorageError>) {
+    compaction: &mut Option<(Snapshot, JoinHandle<Result<(), CompactionError>>)>,
+) -> (Snapshot, Result<(), CompactionError>) {
     let Some((_, task)) = compaction.as_mut() else {
         return std::future::pending().await;
     };
-    let result =
-        task.await.unwrap_or_else(|e| Err(StorageError::Database(format!("compaction task failed: {e}"))));
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(StorageError::Database(format!("compaction task failed: {e}")).into()));
     let Some((snapshot, _)) = compaction.take() else {
         return std::future::pending().await;
     };

@@ -5,6 +5,7 @@
 //! transaction (group commit, see [`writer`]); reads run on pooled read-only connections on the
 //! blocking thread pool. Nothing here knows about peers or wire formats.
 
+pub mod quarantine;
 mod schema;
 mod writer;
 
@@ -21,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use weft_sync_core::DocId;
+use weft_sync_core::relay::Quarantined;
 
 use writer::{Done, SnapshotData, WriteRequest};
 
@@ -328,6 +330,54 @@ impl Storage {
                 }
                 Err(err)
             }
+        }
+    }
+
+    /// Moves the stored items that broke `doc` (found when it was loaded) to the quarantine, in one
+    /// transaction: each is copied there with its metadata and the reason, then removed from the
+    /// document. Items already gone are skipped, so repeating this is harmless.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the transaction fails; the items then stay where they were.
+    pub async fn quarantine(
+        &self,
+        doc: DocKey,
+        items: &[Quarantined],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let items = items.iter().map(|q| (q.item, q.reason.clone())).collect();
+        let request = |reply| WriteRequest::Quarantine { doc, items, at_ms: now_ms, reply };
+        match self.write(request).await? {
+            Done::Quarantined => Ok(()),
+            other => Err(StorageError::Corrupt(format!("unexpected writer reply {other:?}"))),
+        }
+    }
+
+    /// Keeps a snapshot that failed verification in the quarantine (it never replaces log entries),
+    /// so that it can be examined.
+    ///
+    /// # Errors
+    /// [`StorageError`] when it could not be stored.
+    pub async fn set_aside_snapshot(
+        &self,
+        doc: DocKey,
+        upto: u64,
+        state: Bytes,
+        reason: String,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let size = state.len();
+        let data = if size > self.inner.snapshot_inline_max {
+            let key = format!("quarantine/{}/{upto}-{now_ms}.bin", doc.0);
+            self.inner.blobs.put(&BlobPath::from(key.clone()), state.into()).await?;
+            SnapshotData::Blob { key, size }
+        } else {
+            SnapshotData::Inline(state)
+        };
+        let request = |reply| WriteRequest::SetAside { doc, upto, data, reason, at_ms: now_ms, reply };
+        match self.write(request).await? {
+            Done::Quarantined => Ok(()),
+            other => Err(StorageError::Corrupt(format!("unexpected writer reply {other:?}"))),
         }
     }
 

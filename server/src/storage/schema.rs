@@ -30,6 +30,22 @@ const MIGRATIONS: &[&str] = &[
          at       INTEGER NOT NULL,
          CHECK ((bytes IS NULL) <> (blob_key IS NULL))
      );",
+    // 2: the quarantine, where stored items that broke their document are kept, never deleted.
+    "CREATE TABLE quarantine (
+         id             INTEGER PRIMARY KEY,
+         doc            INTEGER NOT NULL REFERENCES documents (key),
+         kind           TEXT NOT NULL CHECK (kind IN ('update', 'snapshot')),
+         seq            INTEGER NOT NULL,
+         bytes          BLOB,
+         blob_key       TEXT,
+         size           INTEGER NOT NULL,
+         user_id        TEXT,
+         written_at     INTEGER NOT NULL,
+         quarantined_at INTEGER NOT NULL,
+         reason         TEXT NOT NULL,
+         CHECK ((bytes IS NULL) <> (blob_key IS NULL))
+     );
+     CREATE INDEX quarantine_by_doc ON quarantine (doc);",
 ];
 
 /// Brings the database up to the latest schema.

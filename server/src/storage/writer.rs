@@ -10,6 +10,8 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use weft_sync_core::relay::StoredItem;
+
 use super::{Crdt, DocKey, NewUpdate, StorageError};
 
 /// Most requests committed in one transaction.
@@ -27,6 +29,8 @@ pub(super) enum WriteRequest {
     CreateDocument { name: String, crdt: Crdt, at_ms: i64, reply: Reply },
     Append { doc: DocKey, updates: Vec<NewUpdate>, reply: Reply },
     Compact { doc: DocKey, upto: u64, data: SnapshotData, at_ms: i64, reply: Reply },
+    Quarantine { doc: DocKey, items: Vec<(StoredItem, String)>, at_ms: i64, reply: Reply },
+    SetAside { doc: DocKey, upto: u64, data: SnapshotData, reason: String, at_ms: i64, reply: Reply },
     Close { reply: Reply },
 }
 
@@ -38,6 +42,7 @@ pub(super) enum Done {
     Created(DocKey, Crdt),
     Appended,
     Compacted { replaced_blob: Option<String> },
+    Quarantined,
     Closed,
 }
 
@@ -110,6 +115,8 @@ fn reply_of(request: WriteRequest) -> Reply {
         WriteRequest::CreateDocument { reply, .. }
         | WriteRequest::Append { reply, .. }
         | WriteRequest::Compact { reply, .. }
+        | WriteRequest::Quarantine { reply, .. }
+        | WriteRequest::SetAside { reply, .. }
         | WriteRequest::Close { reply } => reply,
     }
 }
@@ -169,6 +176,53 @@ fn execute(tx: &Connection, request: &WriteRequest) -> Result<Done, StorageError
             tx.prepare_cached("DELETE FROM updates WHERE doc = ?1 AND seq <= ?2")?
                 .execute(rusqlite::params![doc.0, *upto as i64])?;
             Ok(Done::Compacted { replaced_blob })
+        }
+        WriteRequest::Quarantine { doc, items, at_ms, .. } => {
+            for (item, reason) in items {
+                // Copy, then delete: the item leaves the document and is kept, with its metadata.
+                let (copy, delete, seq) = match item {
+                    StoredItem::Update { seq } => (
+                        "INSERT INTO quarantine
+                             (doc, kind, seq, bytes, size, user_id, written_at, quarantined_at, reason)
+                         SELECT doc, 'update', seq, bytes, length(bytes), user_id, at, ?3, ?4
+                         FROM updates WHERE doc = ?1 AND seq = ?2",
+                        "DELETE FROM updates WHERE doc = ?1 AND seq = ?2",
+                        *seq,
+                    ),
+                    StoredItem::Snapshot { upto } => (
+                        "INSERT INTO quarantine
+                             (doc, kind, seq, bytes, blob_key, size, written_at, quarantined_at, reason)
+                         SELECT doc, 'snapshot', upto, bytes, blob_key, size, at, ?3, ?4
+                         FROM snapshots WHERE doc = ?1 AND upto = ?2",
+                        "DELETE FROM snapshots WHERE doc = ?1 AND upto = ?2",
+                        *upto,
+                    ),
+                };
+                tx.prepare_cached(copy)?.execute(rusqlite::params![doc.0, seq as i64, at_ms, reason])?;
+                tx.prepare_cached(delete)?.execute(rusqlite::params![doc.0, seq as i64])?;
+            }
+            Ok(Done::Quarantined)
+        }
+        WriteRequest::SetAside { doc, upto, data, reason, at_ms, .. } => {
+            let (bytes, blob_key, size) = match data {
+                SnapshotData::Inline(bytes) => (Some(bytes.as_ref()), None, bytes.len()),
+                SnapshotData::Blob { key, size } => (None, Some(key.as_str()), *size),
+            };
+            tx.prepare_cached(
+                "INSERT INTO quarantine
+                     (doc, kind, seq, bytes, blob_key, size, written_at, quarantined_at, reason)
+                 VALUES (?1, 'snapshot', ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+            )?
+            .execute(rusqlite::params![
+                doc.0,
+                *upto as i64,
+                bytes,
+                blob_key,
+                size as i64,
+                at_ms,
+                reason
+            ])?;
+            Ok(Done::Quarantined)
         }
         WriteRequest::Close { .. } => Ok(Done::Closed),
     }

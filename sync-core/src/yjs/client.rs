@@ -10,16 +10,13 @@
 //! [`YjsClient::is_acknowledged`] means "everything this replica has is stored".
 
 use std::collections::VecDeque;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
-use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
-use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+use yrs::Doc;
 
 use super::awareness::{self, AwarenessEntry, AwarenessStates};
 use super::codec::{self, DecodeError, Message};
-use super::relay::decode_guarded;
+use super::replica::YjsReplica;
 
 /// Transaction origin used when applying updates that came from the relay, so that an update observer
 /// can tell them apart from local edits.
@@ -41,7 +38,9 @@ pub enum ClientError {
 
 /// The state machine. See the module documentation.
 pub struct YjsClient {
-    doc: Doc,
+    replica: YjsReplica,
+    /// The document's own client id (its awareness id too).
+    client_id: u64,
     connected: bool,
     /// The relay's step 2 arrived on this connection.
     received_state: bool,
@@ -61,7 +60,8 @@ impl YjsClient {
     /// Wraps a document. The client applies remote updates to it with origin [`REMOTE_ORIGIN`].
     pub fn new(doc: Doc) -> Self {
         Self {
-            doc,
+            client_id: doc.client_id().get(),
+            replica: YjsReplica::from_doc(doc),
             connected: false,
             received_state: false,
             sent_state: false,
@@ -74,19 +74,23 @@ impl YjsClient {
     }
 
     /// A connection opened: start the sync handshake and re-announce the local awareness state.
-    pub fn handle_connected(&mut self) {
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidUpdate`] when the document cannot encode its state vector.
+    pub fn handle_connected(&mut self) -> Result<(), ClientError> {
         self.connected = true;
         self.received_state = false;
         self.sent_state = false;
         self.unacked.clear();
         self.early.clear();
         self.outbox.clear();
-        let sv = self.doc.transact().state_vector().encode_v1();
+        let sv = self.replica.encode_state_vector().map_err(invalid)?;
         self.outbox.push_back(Message::SyncStep1(sv.into()).encode());
         if let Some(entry) = &self.local_awareness {
             let frame = Message::Awareness(awareness::encode_update(std::iter::once(entry))).encode();
             self.outbox.push_back(frame);
         }
+        Ok(())
     }
 
     /// The connection closed. Unsent and unacknowledged work is recovered by the next handshake.
@@ -108,9 +112,8 @@ impl YjsClient {
         for message in codec::decode_frame(frame)? {
             match message {
                 Message::SyncStep1(sv) => {
-                    let sv =
-                        StateVector::decode_v1(&sv).map_err(|e| ClientError::InvalidUpdate(e.to_string()))?;
-                    let diff = Bytes::from(self.doc.transact().encode_state_as_update_v1(&sv));
+                    let sv = YjsReplica::decode_state_vector(&sv).map_err(invalid)?;
+                    let diff = Bytes::from(self.replica.encode_diff(&sv).map_err(invalid)?);
                     if diff.as_ref() != [0, 0] {
                         self.unacked.push_back(diff.clone());
                     }
@@ -139,7 +142,7 @@ impl YjsClient {
                 }
                 Message::Awareness(payload) => {
                     for entry in awareness::decode_update(&payload)? {
-                        if entry.client_id != self.doc.client_id().get() {
+                        if entry.client_id != self.client_id {
                             self.remote_awareness.apply(&entry);
                         }
                     }
@@ -182,7 +185,7 @@ impl YjsClient {
         // its initial empty state), so the first state announced is clock 1.
         let clock = self.local_awareness.as_ref().map_or(1, |e| e.clock + 1);
         let state = Bytes::copy_from_slice(state_json.unwrap_or("null").as_bytes());
-        let entry = AwarenessEntry { client_id: self.doc.client_id().get(), clock, state };
+        let entry = AwarenessEntry { client_id: self.client_id, clock, state };
         if self.connected {
             let frame = Message::Awareness(awareness::encode_update(std::iter::once(&entry))).encode();
             self.outbox.push_back(frame);
@@ -218,16 +221,17 @@ impl YjsClient {
 
     /// The document.
     pub fn doc(&self) -> &Doc {
-        &self.doc
+        self.replica.doc()
     }
 
     fn apply_remote(&mut self, update: &[u8]) -> Result<(), ClientError> {
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            let update = Update::decode_v1(update).map_err(|e| e.to_string())?;
-            self.doc.transact_mut_with(REMOTE_ORIGIN).apply_update(update).map_err(|e| e.to_string())
-        }));
-        result.unwrap_or_else(|_| Err("decoder panicked".into())).map_err(ClientError::InvalidUpdate)
+        let update = YjsReplica::decode(update).map_err(invalid)?;
+        self.replica.apply_remote(update, REMOTE_ORIGIN).map_err(invalid)
     }
+}
+
+fn invalid(failure: crate::contain::CrdtFailure) -> ClientError {
+    ClientError::InvalidUpdate(failure.to_string())
 }
 
 /// How many of `sent` (oldest first) the relay's `released` update contains: every item each one
@@ -235,11 +239,11 @@ impl YjsClient {
 /// may merge several into one, so containment (not byte equality) is what acknowledges an update.
 /// Stops at the first one not contained; an update that does not decode contains nothing.
 pub fn acknowledged_prefix<'a>(released: &[u8], sent: impl IntoIterator<Item = &'a [u8]>) -> usize {
-    let Ok(released) = decode_guarded(released) else { return 0 };
+    let Ok(released) = YjsReplica::decode(released) else { return 0 };
     let inserted = released.insertions(true);
     let deleted = released.delete_set();
     sent.into_iter()
-        .take_while(|sent| match decode_guarded(sent) {
+        .take_while(|sent| match YjsReplica::decode(sent) {
             Ok(sent) => {
                 sent.insertions(true).diff(&inserted).is_empty() && sent.delete_set().diff(deleted).is_empty()
             }
@@ -250,14 +254,14 @@ pub fn acknowledged_prefix<'a>(released: &[u8], sent: impl IntoIterator<Item = &
 
 #[cfg(test)]
 mod tests {
-    use yrs::{GetString, Text};
+    use yrs::{GetString, ReadTxn, StateVector, Text, Transact};
 
     use super::*;
 
     /// A client on client id 1 whose handshake with an empty relay is complete.
     fn synced_client() -> YjsClient {
         let mut client = YjsClient::new(Doc::with_client_id(1));
-        client.handle_connected();
+        client.handle_connected().unwrap();
         client.handle_frame(&Message::SyncStep1(Bytes::from_static(&[0])).encode()).unwrap();
         client.handle_frame(&Message::SyncStep2(Bytes::from_static(&[0, 0])).encode()).unwrap();
         while client.poll_transmit().is_some() {}
@@ -266,9 +270,9 @@ mod tests {
 
     /// Types `text` at the end of root text "t" and hands the update to the client.
     fn type_text(client: &mut YjsClient, text: &str) -> Bytes {
-        let t = client.doc.get_or_insert_text("t");
+        let t = client.doc().get_or_insert_text("t");
         let update = {
-            let mut txn = client.doc.transact_mut();
+            let mut txn = client.doc().transact_mut();
             let end = t.len(&txn);
             t.insert(&mut txn, end, text);
             txn.encode_update_v1()
@@ -305,7 +309,7 @@ mod tests {
 
         client.handle_frame(&Message::Update(third).encode()).unwrap();
         assert!(client.is_acknowledged());
-        let text = client.doc.get_or_insert_text("t").get_string(&client.doc.transact());
+        let text = client.doc().get_or_insert_text("t").get_string(&client.doc().transact());
         assert_eq!(text.len(), 8, "{text:?}: nothing applied twice");
     }
 
@@ -314,9 +318,9 @@ mod tests {
         let mut client = synced_client();
         let typed = type_text(&mut client, "abc");
         client.handle_frame(&Message::Update(typed.clone()).encode()).unwrap();
-        let t = client.doc.get_or_insert_text("t");
+        let t = client.doc().get_or_insert_text("t");
         let deletion = {
-            let mut txn = client.doc.transact_mut();
+            let mut txn = client.doc().transact_mut();
             t.remove_range(&mut txn, 0, 1);
             Bytes::from(txn.encode_update_v1())
         };

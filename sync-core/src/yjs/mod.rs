@@ -1,12 +1,14 @@
-//! The Yjs side of the core: the y-protocols wire codec, awareness bookkeeping, and the relay and
-//! client sync state machines for one document.
+//! The Yjs side of the core: the y-protocols wire codec, awareness bookkeeping, the contained
+//! replica, and the relay and client sync state machines for one document.
 
 pub mod awareness;
 pub mod client;
 pub mod codec;
 pub mod relay;
+pub mod replica;
 
 pub use awareness::{AwarenessEntry, AwarenessStates};
 pub use client::{ClientError, YjsClient, acknowledged_prefix};
 pub use codec::{DecodeError, Message};
 pub use relay::{Relay, RelayLimits};
+pub use replica::YjsReplica;

@@ -17,20 +17,31 @@
 //! supplies. Integrating it early would leave pending structs in yrs 0.28, whose skip handling can
 //! then integrate a repeated item twice (see `sync-core/tests/simulation.rs`).
 //!
+//! Bad input: every update passes the rules of [`super::replica`] — canonical before it touches the
+//! replica, integrated completely after — and one that fails is refused before anything is logged:
+//! its sender is closed with 4422 and the reason, every other peer stays. When the failure was
+//! found only after the update touched the replica, the relay asks for a [`Health::Rebuild`]: the
+//! shell reloads the document from the log (which never saw the update) and the new relay adopts
+//! the peers. A replica that fails to encode its state (on a join, for a snapshot) poisons the
+//! relay: every peer is closed with 1011 and the shell reloads the document, quarantining what
+//! breaks it (see [`crate::relay::recover`]).
+//!
 //! What it deliberately does not do: decide *when* to compact (it only produces snapshots on request),
 //! authenticate, or rate-limit. Those are shell policies.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
-use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
-use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+use yrs::Update;
 
 use super::awareness::{self, AwarenessEntry, AwarenessStates};
 use super::codec::Message;
-use crate::relay::{Access, Event, LoadError, LogAccounting, Snapshot};
+use super::replica::{self, YjsReplica};
+use crate::contain::CrdtFailure;
+use crate::relay::{
+    Access, DocumentRelay, Event, Health, Ledger, LoadError, Loaded, LogAccounting, Replay, Snapshot,
+    StateCheck, recover,
+};
 use crate::{CloseCode, PeerId};
 
 /// Deferred updates a document may hold before the oldest is integrated regardless of its gap.
@@ -101,12 +112,12 @@ impl Release {
                 let updates = std::mem::take(&mut self.updates);
                 // The updates are integrated already, so merging cannot fail; if yrs disagrees,
                 // they go out one by one as before.
-                match catch_unwind(|| yrs::merge_updates_v1(updates.iter().map(Bytes::as_ref))) {
-                    Ok(Ok(merged)) => {
+                match replica::merge(updates.iter().map(Bytes::as_ref)) {
+                    Ok(merged) => {
                         let frame = Message::Update(Bytes::from(merged)).encode();
                         events.push_back(Event::Broadcast { frame, except });
                     }
-                    _ => {
+                    Err(_) => {
                         for update in updates {
                             let frame = Message::Update(update).encode();
                             events.push_back(Event::Broadcast { frame, except: except.clone() });
@@ -122,100 +133,93 @@ impl Release {
 
 /// The state machine. See the module documentation.
 pub struct Relay {
-    doc: Doc,
+    replica: YjsReplica,
     limits: RelayLimits,
     awareness: AwarenessStates,
     peers: BTreeMap<PeerId, PeerState>,
-    /// Sequence number of the last update applied to `doc`.
-    last_seq: u64,
-    /// Sequence number of the last update the shell reported durable.
-    durable_seq: u64,
+    ledger: Ledger,
     /// Accepted updates waiting to become durable.
     awaiting_durability: VecDeque<Accepted>,
     /// Logged updates not yet integrated because the replica lacks state they build on, oldest first.
     deferred: VecDeque<(u64, Update)>,
-    /// Step 2 replies waiting until the log holds everything they contain.
-    held: VecDeque<(u64, PeerId, Bytes)>,
     /// The step 2 frame answering an empty state vector, valid while `last_seq` is unchanged: joiners
     /// arriving together share one encoding.
     full_state: Option<(u64, Bytes)>,
-    /// Snapshot plus log tail sizes, for the document limit and the compaction trigger.
-    log: LogAccounting,
-    events: VecDeque<Event>,
-    poisoned: bool,
+}
+
+/// A deferred or new update that failed to integrate, and where it sits in the log.
+struct IntegrationFailure {
+    seq: u64,
+    failure: CrdtFailure,
 }
 
 impl Relay {
     /// An empty document with no log.
     pub fn new(limits: RelayLimits) -> Self {
         Self {
-            doc: Doc::new(),
+            replica: YjsReplica::new(),
             limits,
             awareness: AwarenessStates::default(),
             peers: BTreeMap::new(),
-            last_seq: 0,
-            durable_seq: 0,
+            ledger: Ledger::default(),
             awaiting_durability: VecDeque::new(),
             deferred: VecDeque::new(),
-            held: VecDeque::new(),
             full_state: None,
-            log: LogAccounting::default(),
-            events: VecDeque::new(),
-            poisoned: false,
         }
     }
 
     /// Rebuilds the replica from a stored snapshot (covering the log up to its `upto`) and the log
-    /// entries after it, in sequence order. Entries at or below the snapshot's `upto` are skipped.
-    ///
-    /// # Errors
-    /// [`LoadError`] when stored bytes do not decode or apply; the caller must not serve the document.
+    /// entries after it, in sequence order; entries at or below the snapshot's `upto` are skipped.
+    /// Whatever breaks the document — an item that does not load, or one after which the replica no
+    /// longer encodes — is left out and reported in [`Loaded::quarantined`]; the rest is served.
+    /// The full state this verified is kept for the first joiner.
     pub fn load<'a>(
         limits: RelayLimits,
-        snapshot: Option<(u64, &[u8])>,
+        snapshot: Option<(u64, &'a [u8])>,
         log: impl IntoIterator<Item = (u64, &'a [u8])>,
-    ) -> Result<Self, LoadError> {
-        let mut relay = Self::new(limits);
-        if let Some((upto, state)) = snapshot {
-            // A snapshot is a whole state, never something to defer.
-            let decoded = decode_guarded(state).map_err(LoadError::Snapshot)?;
-            apply_update_guarded(&relay.doc, decoded).map_err(LoadError::Snapshot)?;
-            relay.last_seq = upto;
-            relay.log = LogAccounting::with_snapshot(state.len() as u64);
-        }
-        for (seq, update) in log {
-            if seq <= relay.last_seq {
-                continue;
-            }
-            let decoded = decode_guarded(update).map_err(|detail| LoadError::Update { seq, detail })?;
-            relay.integrate(seq, decoded).map_err(|detail| LoadError::Update { seq, detail })?;
-            relay.last_seq = seq;
-            relay.log.record_append(update.len());
-        }
-        relay.durable_seq = relay.last_seq;
-        Ok(relay)
+    ) -> Loaded<Self> {
+        let log: Vec<(u64, &[u8])> = log.into_iter().collect();
+        recover(limits, snapshot, &log)
+    }
+
+    /// Takes over the peers of `old`, a relay of the same document that asked for a
+    /// [`Health::Rebuild`], once everything it appended is durable and `self` was loaded from the
+    /// log. Peers keep their access, their awareness states and what their step 2 covered (every
+    /// update up to the old relay's last sequence number has been released to them).
+    pub fn adopt(&mut self, old: Relay) {
+        self.peers = old.peers;
+        self.awareness = old.awareness;
     }
 
     /// A peer connected with `access`: greet it with the relay's state vector and the live
     /// awareness states.
     pub fn handle_join(&mut self, peer: PeerId, access: Access) {
-        if self.poisoned {
-            self.close(peer, CloseCode::InternalError, "document is being reloaded".into());
+        if self.ledger.health != Health::Serving {
+            let detail = "document is being reloaded".to_owned();
+            self.ledger.events.push_back(Event::Close { peer, code: CloseCode::InternalError, detail });
             return;
         }
+        let sv = match self.replica.encode_state_vector() {
+            Ok(sv) => sv,
+            Err(failure) => {
+                self.peers.insert(peer, PeerState { access, ..PeerState::default() });
+                return self.poison(&failure.to_string());
+            }
+        };
         self.peers.insert(peer, PeerState { access, ..PeerState::default() });
-        let sv = self.doc.transact().state_vector().encode_v1();
-        self.events.push_back(Event::Send { peer, frame: Message::SyncStep1(sv.into()).encode() });
+        self.ledger.events.push_back(Event::Send { peer, frame: Message::SyncStep1(sv.into()).encode() });
         if !self.awareness.is_empty() {
             let entries = self.awareness.live_entries();
             let frame = Message::Awareness(awareness::encode_update(entries.iter())).encode();
-            self.events.push_back(Event::Send { peer, frame });
+            self.ledger.events.push_back(Event::Send { peer, frame });
         }
     }
 
-    /// A decoded message arrived from `peer`. Messages from unknown (already closed) peers are ignored.
+    /// A decoded message arrived from `peer`. Messages from unknown (already closed) peers are
+    /// ignored, and so is everything while the relay is not [`Health::Serving`] (the shell stops
+    /// feeding input then).
     pub fn handle_message(&mut self, peer: PeerId, message: Message) {
-        if !self.peers.contains_key(&peer) {
+        if self.ledger.health != Health::Serving || !self.peers.contains_key(&peer) {
             return;
         }
         match message {
@@ -225,195 +229,86 @@ impl Relay {
             Message::QueryAwareness => {
                 let entries = self.awareness.live_entries();
                 let frame = Message::Awareness(awareness::encode_update(entries.iter())).encode();
-                self.events.push_back(Event::Send { peer, frame });
+                self.ledger.events.push_back(Event::Send { peer, frame });
             }
             // Clients have no business denying the relay anything; y-websocket never sends this.
             Message::PermissionDenied(_) => {}
         }
     }
 
-    /// `peer` disconnected: forget it and broadcast the removal of its awareness states.
-    pub fn handle_leave(&mut self, peer: PeerId) {
-        let Some(state) = self.peers.remove(&peer) else {
-            return;
-        };
-        self.held.retain(|(_, p, _)| *p != peer);
-        let removals: Vec<AwarenessEntry> =
-            state.awareness_clients.iter().filter_map(|&client| self.awareness.remove(client)).collect();
-        if !removals.is_empty() && !self.peers.is_empty() {
-            let frame = Message::Awareness(awareness::encode_update(removals.iter())).encode();
-            self.events.push_back(Event::Broadcast { frame, except: Vec::new() });
-        }
-    }
-
-    /// The log holds every entry up to `upto`: echo those updates and release held step 2 replies.
+    /// Reads the replica, contained (projections, tests). `read` must not mutate the document.
     ///
-    /// Consecutive updates released together that go to the same peers are merged into one update
-    /// frame (see [`Release`]): a group commit that covered many updates costs each peer one frame.
-    pub fn handle_durable(&mut self, upto: u64) {
-        self.durable_seq = self.durable_seq.max(upto);
-        let mut release = Release::default();
-        while let Some(accepted) = self.awaiting_durability.front() {
-            if accepted.seq > self.durable_seq {
-                break;
-            }
-            let Some(Accepted { seq, sender, delivery }) = self.awaiting_durability.pop_front() else {
-                break;
-            };
-            let sender_joined = self.peers.contains_key(&sender);
-            match delivery {
-                Delivery::Broadcast(update) if !self.peers.is_empty() => {
-                    // The sender always gets its echo: that is its acknowledgement, and it built
-                    // the update on state it already has.
-                    let except: Vec<PeerId> = self
-                        .peers
-                        .iter()
-                        .filter(|(peer, state)| {
-                            **peer != sender && state.covered_upto.is_none_or(|upto| upto >= seq)
-                        })
-                        .map(|(peer, _)| *peer)
-                        .collect();
-                    if release.except != except {
-                        release.flush(&mut self.events);
-                        release.except = except;
-                    }
-                    release.updates.push(update);
-                }
-                Delivery::EchoOnly(frame) if sender_joined => {
-                    release.flush(&mut self.events);
-                    self.events.push_back(Event::Send { peer: sender, frame });
-                }
-                Delivery::Broadcast(_) | Delivery::EchoOnly(_) | Delivery::AckOnly => {}
-            }
-            if sender_joined {
-                release.acknowledged.push(sender);
-            }
-        }
-        release.flush(&mut self.events);
-        while let Some((needs, _, _)) = self.held.front() {
-            if *needs > self.durable_seq {
-                break;
-            }
-            let Some((_, peer, frame)) = self.held.pop_front() else {
-                break;
-            };
-            self.events.push_back(Event::Send { peer, frame });
-        }
-    }
-
-    /// The log could not be written. The replica now holds updates the log may not; close every peer
-    /// (they resync on reconnect) and refuse further work until the shell reloads the document.
-    pub fn handle_storage_failure(&mut self, detail: &str) {
-        self.poison(None, detail);
-    }
-
-    /// The next thing the shell must do, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// A full-state snapshot covering the log up to `upto`: every update, except that it stops
-    /// before the oldest deferred update, which must stay in the log until it is integrated.
-    ///
-    /// The shell must persist it only after the appends up to `upto` it has already been handed, in
-    /// order, so that the snapshot replaces exactly the log prefix it contains.
-    pub fn snapshot(&self) -> Snapshot {
-        let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
-        let upto = self.deferred.front().map_or(self.last_seq, |(seq, _)| seq - 1);
-        self.log.snapshot(upto, state.into())
-    }
-
-    /// `snapshot` is stored and replaced the log prefix it covers.
-    pub fn handle_compacted(&mut self, snapshot: &Snapshot) {
-        self.log.compacted(snapshot);
-    }
-
-    /// Sequence number of the last applied update.
-    pub fn last_seq(&self) -> u64 {
-        self.last_seq
-    }
-
-    /// Sequence number of the last update reported durable.
-    pub fn durable_seq(&self) -> u64 {
-        self.durable_seq
-    }
-
-    /// Log entries after the last snapshot.
-    pub fn log_len(&self) -> u64 {
-        self.log.log_len()
-    }
-
-    /// Stored size of the document: snapshot plus log tail.
-    pub fn stored_bytes(&self) -> u64 {
-        self.log.stored_bytes()
-    }
-
-    /// Number of joined peers.
-    pub fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
-    /// Whether a failed write or an update that broke the replica means the document must be reloaded.
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
-    }
-
-    /// The replica (read-only use: encoding, projections, tests).
-    pub fn doc(&self) -> &Doc {
-        &self.doc
+    /// # Errors
+    /// [`CrdtFailure`] when `read` panics.
+    pub fn read<T>(&self, read: impl FnOnce(&yrs::Doc) -> T) -> Result<T, CrdtFailure> {
+        self.replica.read(read)
     }
 
     fn answer_step1(&mut self, peer: PeerId, sv: &[u8]) {
         let frame = if sv == [0] {
-            self.full_state_frame()
+            match self.full_state_frame() {
+                Ok(frame) => frame,
+                Err(failure) => return self.poison(&failure.to_string()),
+            }
         } else {
-            let Ok(sv) = StateVector::decode_v1(sv) else {
-                self.close(
-                    peer,
-                    CloseCode::InvalidUpdate,
-                    "sync step 1 carries an invalid state vector".into(),
-                );
-                return;
+            let sv = match YjsReplica::decode_state_vector(sv) {
+                Ok(sv) => sv,
+                Err(failure) => {
+                    let detail = format!("sync step 1 carries an invalid state vector: {failure}");
+                    return self.close(peer, CloseCode::InvalidUpdate, detail);
+                }
             };
-            let diff = self.doc.transact().encode_state_as_update_v1(&sv);
-            Message::SyncStep2(diff.into()).encode()
+            // A full state answers any state vector; it stands in when a crafted one trips yrs.
+            match self.replica.encode_diff(&sv) {
+                Ok(diff) => Message::SyncStep2(diff.into()).encode(),
+                Err(_) => match self.full_state_frame() {
+                    Ok(frame) => frame,
+                    Err(failure) => return self.poison(&failure.to_string()),
+                },
+            }
         };
         if let Some(state) = self.peers.get_mut(&peer) {
-            state.covered_upto = Some(self.last_seq);
+            state.covered_upto = Some(self.ledger.last_seq);
         }
-        if self.durable_seq >= self.last_seq {
-            self.events.push_back(Event::Send { peer, frame });
-        } else {
-            self.held.push_back((self.last_seq, peer, frame));
-        }
+        self.ledger.send_when_durable(peer, frame);
     }
 
-    fn full_state_frame(&mut self) -> Bytes {
+    fn full_state_frame(&mut self) -> Result<Bytes, CrdtFailure> {
         if let Some((seq, frame)) = &self.full_state
-            && *seq == self.last_seq
+            && *seq == self.ledger.last_seq
         {
-            return frame.clone();
+            return Ok(frame.clone());
         }
-        let state = self.doc.transact().encode_state_as_update_v1(&StateVector::default());
+        let state = self.replica.encode_state()?;
         let frame = Message::SyncStep2(state.into()).encode();
-        self.full_state = Some((self.last_seq, frame.clone()));
-        frame
+        self.full_state = Some((self.ledger.last_seq, frame.clone()));
+        Ok(frame)
     }
 
     fn accept_update(&mut self, peer: PeerId, update: Bytes) {
         // An empty update (a read-only client's handshake step 2, typically) changes nothing.
         if is_empty_update(&update) {
-            self.accepted(Accepted { seq: self.last_seq, sender: peer, delivery: Delivery::AckOnly });
+            let seq = self.ledger.last_seq;
+            self.accepted(Accepted { seq, sender: peer, delivery: Delivery::AckOnly });
             return;
         }
+        let decoded = match YjsReplica::decode(&update) {
+            Ok(decoded) => decoded,
+            Err(failure) => {
+                return self.close(peer, CloseCode::InvalidUpdate, format!("invalid update: {failure}"));
+            }
+        };
         if self.peers.get(&peer).is_some_and(|state| state.access == Access::ReadOnly) {
             // A read-only client's handshake step 2 carries its whole delete set even when it has
             // nothing new; acknowledging what the replica already holds keeps that client's count
             // of unsynced changes (Hocuspocus) from sticking above zero.
-            if self.contains(&update) {
-                self.accepted(Accepted { seq: self.last_seq, sender: peer, delivery: Delivery::AckOnly });
-            } else {
-                self.events.push_back(Event::Refused { peer });
+            match self.replica.contains(&decoded) {
+                Ok(true) => {
+                    let seq = self.ledger.last_seq;
+                    self.accepted(Accepted { seq, sender: peer, delivery: Delivery::AckOnly });
+                }
+                Ok(false) => self.ledger.events.push_back(Event::Refused { peer }),
+                Err(failure) => self.poison(&failure.to_string()),
             }
             return;
         }
@@ -427,80 +322,73 @@ impl Relay {
             self.close(peer, CloseCode::DocumentTooLarge, detail);
             return;
         }
-        let decoded = match decode_guarded(&update) {
-            Ok(decoded) => decoded,
-            Err(detail) => return self.close(peer, CloseCode::InvalidUpdate, detail),
-        };
-        let seq = self.last_seq + 1;
-        // A failed integration can leave the replica half-modified, so any failure here poisons it:
-        // the update never reaches the log, and the document is reloaded from the log.
+        let seq = self.ledger.last_seq + 1;
         let deferred = match self.integrate(seq, decoded) {
             Ok(deferred) => deferred,
-            Err(detail) => return self.poison(Some(peer), &detail),
+            Err(IntegrationFailure { seq: failed, failure }) if failed == seq => {
+                // The update touched the replica and never reaches the log; the document is rebuilt
+                // from the log, and the other peers stay.
+                self.ledger.health = Health::Rebuild;
+                return self.close(peer, CloseCode::InvalidUpdate, format!("invalid update: {failure}"));
+            }
+            Err(IntegrationFailure { .. }) => {
+                // A deferred update, logged earlier, broke the replica once its gap filled; this
+                // update integrated and is logged as usual. Replaying the log repeats the failure,
+                // and the rebuild quarantines the deferred update.
+                self.ledger.health = Health::Rebuild;
+                self.deferred.iter().any(|(s, _)| *s == seq)
+            }
         };
-        self.last_seq = seq;
-        self.log.record_append(update.len());
+        self.ledger.last_seq = seq;
+        self.ledger.log.record_append(update.len());
         let delivery = if deferred {
             Delivery::EchoOnly(Message::Update(update.clone()).encode())
         } else {
             Delivery::Broadcast(update.clone())
         };
-        self.events.push_back(Event::Append { seq, update, peer });
+        self.ledger.events.push_back(Event::Append { seq, update, peer });
         self.accepted(Accepted { seq, sender: peer, delivery });
-    }
-
-    /// Whether the replica already holds everything `update` carries: every inserted item and every
-    /// deletion. An update that does not decode holds nothing the replica has.
-    fn contains(&self, update: &[u8]) -> bool {
-        let Ok(update) = decode_guarded(update) else { return false };
-        let txn = self.doc.transact();
-        let known = txn.state_vector();
-        let inserted_known = update
-            .insertions(true)
-            .iter()
-            .all(|(client, ranges)| ranges.iter().all(|range| range.end <= known.get(client)));
-        // The replica's delete set costs a walk over every block, so it is built last and only
-        // for an update that inserts nothing new (a read-only client's edit almost always does).
-        inserted_known
-            && (update.delete_set().is_empty()
-                || update.delete_set().diff(&txn.snapshot().delete_set).is_empty())
     }
 
     /// Queues an accepted write for release once the log holds it (at once if it already does).
     fn accepted(&mut self, accepted: Accepted) {
-        let ready = accepted.seq <= self.durable_seq && self.awaiting_durability.is_empty();
+        let ready = accepted.seq <= self.ledger.durable_seq && self.awaiting_durability.is_empty();
         self.awaiting_durability.push_back(accepted);
         if ready {
-            self.handle_durable(self.durable_seq);
+            self.handle_durable(self.ledger.durable_seq);
         }
     }
 
     /// Integrates `update` (log position `seq`) if the replica holds what it builds on, otherwise
     /// defers it; then integrates every deferred update that has become ready. Returns whether
-    /// `update` was deferred.
-    fn integrate(&mut self, seq: u64, update: Update) -> Result<bool, String> {
-        if !builds_on(&update, &self.doc.transact().state_vector()) {
+    /// `update` was deferred, or which update failed to integrate (the replica is then suspect).
+    fn integrate(&mut self, seq: u64, update: Update) -> Result<bool, IntegrationFailure> {
+        let fail = |seq| move |failure| IntegrationFailure { seq, failure };
+        if !self.replica.builds_on(&update).map_err(fail(seq))? {
             self.deferred.push_back((seq, update));
             if self.deferred.len() > MAX_DEFERRED {
                 // A gap this old will not be filled by a well-behaved client. Integrate the oldest
-                // anyway (yrs keeps it pending) so that compaction can move past it; the choice
-                // depends only on log order, so a reload repeats it exactly.
-                if let Some((_, oldest)) = self.deferred.pop_front() {
-                    apply_update_guarded(&self.doc, oldest)?;
+                // anyway so that compaction can move past it (if it cannot integrate completely,
+                // it is quarantined); the choice depends only on log order, so a reload repeats it.
+                if let Some((oldest_seq, oldest)) = self.deferred.pop_front() {
+                    self.replica.apply(oldest, None).map_err(fail(oldest_seq))?;
                 }
             }
             return Ok(self.deferred.iter().any(|(s, _)| *s == seq));
         }
-        apply_update_guarded(&self.doc, update)?;
+        self.replica.apply(update, None).map_err(fail(seq))?;
         loop {
-            let sv = self.doc.transact().state_vector();
-            let Some(ready) = self.deferred.iter().position(|(_, u)| builds_on(u, &sv)) else {
+            let mut ready = None;
+            for (index, (deferred_seq, deferred)) in self.deferred.iter().enumerate() {
+                if self.replica.builds_on(deferred).map_err(fail(*deferred_seq))? {
+                    ready = Some(index);
+                    break;
+                }
+            }
+            let Some((deferred_seq, update)) = ready.and_then(|index| self.deferred.remove(index)) else {
                 break;
             };
-            let Some((_, update)) = self.deferred.remove(ready) else {
-                break;
-            };
-            apply_update_guarded(&self.doc, update)?;
+            self.replica.apply(update, None).map_err(fail(deferred_seq))?;
         }
         Ok(false)
     }
@@ -521,74 +409,162 @@ impl Relay {
         }
         if changed {
             let frame = Message::Awareness(payload.clone()).encode();
-            self.events.push_back(Event::Broadcast { frame, except: Vec::new() });
+            self.ledger.events.push_back(Event::Broadcast { frame, except: Vec::new() });
         }
     }
 
     fn close(&mut self, peer: PeerId, code: CloseCode, detail: String) {
         self.handle_leave(peer);
-        self.events.push_back(Event::Close { peer, code, detail });
+        self.ledger.events.push_back(Event::Close { peer, code, detail });
     }
 
-    fn poison(&mut self, culprit: Option<PeerId>, detail: &str) {
-        self.poisoned = true;
+    fn poison(&mut self, detail: &str) {
         self.awaiting_durability.clear();
-        self.held.clear();
         self.full_state = None;
-        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
-        self.peers.clear();
-        for peer in peers {
-            let code =
-                if Some(peer) == culprit { CloseCode::InvalidUpdate } else { CloseCode::InternalError };
-            self.events.push_back(Event::Close { peer, code, detail: detail.to_owned() });
+        let peers = std::mem::take(&mut self.peers);
+        self.ledger.poison(peers.into_keys(), detail);
+    }
+}
+
+impl DocumentRelay for Relay {
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// `peer` disconnected: forget it and broadcast the removal of its awareness states.
+    fn handle_leave(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.remove(&peer) else {
+            return;
+        };
+        self.ledger.forget_peer(peer);
+        let removals: Vec<AwarenessEntry> =
+            state.awareness_clients.iter().filter_map(|&client| self.awareness.remove(client)).collect();
+        if !removals.is_empty() && !self.peers.is_empty() {
+            let frame = Message::Awareness(awareness::encode_update(removals.iter())).encode();
+            self.ledger.events.push_back(Event::Broadcast { frame, except: Vec::new() });
         }
+    }
+
+    /// The log holds every entry up to `upto`: echo those updates and release held step 2 replies.
+    ///
+    /// Consecutive updates released together that go to the same peers are merged into one update
+    /// frame (see [`Release`]): a group commit that covered many updates costs each peer one frame.
+    fn handle_durable(&mut self, upto: u64) {
+        let durable = self.ledger.durable_seq.max(upto);
+        let mut release = Release::default();
+        while let Some(accepted) = self.awaiting_durability.front() {
+            if accepted.seq > durable {
+                break;
+            }
+            let Some(Accepted { seq, sender, delivery }) = self.awaiting_durability.pop_front() else {
+                break;
+            };
+            let sender_joined = self.peers.contains_key(&sender);
+            match delivery {
+                Delivery::Broadcast(update) if !self.peers.is_empty() => {
+                    // The sender always gets its echo: that is its acknowledgement, and it built
+                    // the update on state it already has.
+                    let except: Vec<PeerId> = self
+                        .peers
+                        .iter()
+                        .filter(|(peer, state)| {
+                            **peer != sender && state.covered_upto.is_none_or(|upto| upto >= seq)
+                        })
+                        .map(|(peer, _)| *peer)
+                        .collect();
+                    if release.except != except {
+                        release.flush(&mut self.ledger.events);
+                        release.except = except;
+                    }
+                    release.updates.push(update);
+                }
+                Delivery::EchoOnly(frame) if sender_joined => {
+                    release.flush(&mut self.ledger.events);
+                    self.ledger.events.push_back(Event::Send { peer: sender, frame });
+                }
+                Delivery::Broadcast(_) | Delivery::EchoOnly(_) | Delivery::AckOnly => {}
+            }
+            if sender_joined {
+                release.acknowledged.push(sender);
+            }
+        }
+        release.flush(&mut self.ledger.events);
+        self.ledger.release_held(durable);
+    }
+
+    fn handle_failure(&mut self, detail: &str) {
+        self.poison(detail);
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.ledger.events.pop_front()
+    }
+
+    /// A full-state snapshot covering the log up to `upto`: every update, except that it stops
+    /// before the oldest deferred update, which must stay in the log until it is integrated.
+    fn snapshot(&mut self) -> Option<Snapshot> {
+        if self.ledger.health != Health::Serving {
+            return None;
+        }
+        let taken = self.replica.encode_state().and_then(|state| Ok((state, self.replica.state_check()?)));
+        let (state, check) = match taken {
+            Ok(taken) => taken,
+            Err(failure) => {
+                self.poison(&failure.to_string());
+                return None;
+            }
+        };
+        let upto = self.deferred.front().map_or(self.ledger.last_seq, |(seq, _)| seq - 1);
+        Some(self.ledger.snapshot(upto, state.into(), StateCheck::Yjs(check)))
+    }
+
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn handle_compacted(&mut self, snapshot: &Snapshot) {
+        self.ledger.log.compacted(snapshot);
+    }
+}
+
+impl Replay for Relay {
+    fn replay<'a>(
+        limits: RelayLimits,
+        snapshot: Option<(u64, &'a [u8])>,
+        log: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<Self, LoadError> {
+        let mut relay = Self::new(limits);
+        if let Some((upto, state)) = snapshot {
+            // A snapshot is a whole state, never something to defer.
+            let decoded = YjsReplica::decode(state).map_err(|f| LoadError::Snapshot(f.to_string()))?;
+            relay.replica.apply(decoded, None).map_err(|f| LoadError::Snapshot(f.to_string()))?;
+            relay.ledger.last_seq = upto;
+            relay.ledger.log = LogAccounting::with_snapshot(state.len() as u64);
+        }
+        for (seq, update) in log {
+            if seq <= relay.ledger.last_seq {
+                continue;
+            }
+            let decoded =
+                YjsReplica::decode(update).map_err(|f| LoadError::Update { seq, detail: f.to_string() })?;
+            relay.integrate(seq, decoded).map_err(|IntegrationFailure { seq, failure }| {
+                LoadError::Update { seq, detail: failure.to_string() }
+            })?;
+            relay.ledger.last_seq = seq;
+            relay.ledger.log.record_append(update.len());
+        }
+        relay.ledger.durable_seq = relay.ledger.last_seq;
+        Ok(relay)
+    }
+
+    fn verify(&mut self) -> Result<(), CrdtFailure> {
+        let state = self.replica.verify()?;
+        self.full_state = Some((self.ledger.last_seq, Message::SyncStep2(state.into()).encode()));
+        Ok(())
     }
 }
 
 /// Whether `update` is the encoding of an update with no structs and an empty delete set.
 fn is_empty_update(update: &[u8]) -> bool {
     update == [0, 0]
-}
-
-/// Whether every item and deletion in `update` builds on state covered by `known`: for each client,
-/// the update's insertions continue from (or overlap) what is known without a hole, and its deletions
-/// refer only to known or included items. Cross-client origins are not visible through yrs's public
-/// API; a client that syncs through one relay only builds on content that relay gave it.
-fn builds_on(update: &Update, known: &StateVector) -> bool {
-    let insertions = update.insertions(true);
-    let mut covered: std::collections::HashMap<yrs::block::ClientID, u32> = std::collections::HashMap::new();
-    for (client, ranges) in insertions.iter() {
-        let mut end = known.get(client);
-        for range in ranges.iter() {
-            if range.start > end {
-                return false;
-            }
-            end = end.max(range.end);
-        }
-        covered.insert(*client, end);
-    }
-    update.delete_set().iter().all(|(client, ranges)| {
-        let end = covered.get(client).copied().unwrap_or_else(|| known.get(client));
-        ranges.iter().next_back().is_none_or(|last| last.end <= end)
-    })
-}
-
-/// Decodes a v1 update, turning decoder errors and panics (yrs's decoder can panic on crafted input
-/// in debug builds) into a message.
-pub(super) fn decode_guarded(update: &[u8]) -> Result<Update, String> {
-    match catch_unwind(|| Update::decode_v1(update)) {
-        Ok(Ok(decoded)) => Ok(decoded),
-        Ok(Err(err)) => Err(format!("update does not decode: {err}")),
-        Err(_) => Err("update decoder panicked".into()),
-    }
-}
-
-/// Applies a decoded update, turning errors and panics into a message. After a failure the replica
-/// may be half-modified and must be discarded.
-fn apply_update_guarded(doc: &Doc, update: Update) -> Result<(), String> {
-    match catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update))) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(format!("update does not apply: {err}")),
-        Err(_) => Err("update integration panicked".into()),
-    }
 }

@@ -1,0 +1,339 @@
+//! `YjsReplica`: a yrs document behind the containment layer, and the rules an update must pass
+//! before it may change the document.
+//!
+//! Every call into yrs made on behalf of the relay, the client state machine or a projection goes
+//! through this module, and each one through [`crate::contain::contain`]: a yrs error or panic is a
+//! [`CrdtFailure`], never a dead task.
+//!
+//! The rules (what keeps "the replica can encode its full state, and that encoding loads" true
+//! after every accepted update, without an O(document) check per update):
+//! - **Canonical**: an update must decode, and re-encoding it must give an update that decodes to
+//!   the same insertions and deletions. A crafted update whose blocks overlap, repeat a client or
+//!   carry content yrs cannot write back fails here, before it touches the replica.
+//! - **Complete**: an applied update must integrate entirely. One that leaves yrs with pending
+//!   structs or deletions (it refers to content the replica does not have) is a failure, and the
+//!   replica it touched is suspect: the caller discards it and rebuilds from the log. Pending
+//!   state is also where yrs 0.28 can integrate an item twice, so a replica never holds any.
+//!
+//! Heavier checks run where whole states are handled anyway: [`YjsReplica::verify`] when a document
+//! is loaded, [`verify_snapshot`] before a snapshot may replace log entries.
+
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, IdSet, ReadTxn, StateVector, Transact, Update};
+
+use crate::contain::{CrdtFailure, contain, contain_infallible};
+
+/// A Yjs document whose every library call is contained. See the module documentation.
+pub struct YjsReplica {
+    doc: Doc,
+}
+
+impl Default for YjsReplica {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for YjsReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("YjsReplica").finish_non_exhaustive()
+    }
+}
+
+/// What a snapshot must reproduce when loaded back: the replica's state vector and delete set when
+/// it was taken (a yrs snapshot, compared as values: its encoding follows hash-map order). Two replicas with the same state vector and delete set
+/// hold the same items (an item's id names its content) and the same deletions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCheck(yrs::Snapshot);
+
+impl YjsReplica {
+    /// An empty document.
+    pub fn new() -> Self {
+        Self { doc: Doc::new() }
+    }
+
+    /// Wraps a document an application owns (the client side). The application edits it through
+    /// [`YjsReplica::doc`]; what the client state machine does to it goes through this wrapper.
+    pub fn from_doc(doc: Doc) -> Self {
+        Self { doc }
+    }
+
+    /// The document itself, for the application that owns it (client side). Calls made through it
+    /// are the application's and are not contained; the relay never hands it out.
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// Decodes a v1 update and checks that it is canonical (see the module documentation).
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when it does not decode, or is not canonical.
+    pub fn decode(update: &[u8]) -> Result<Update, CrdtFailure> {
+        let decoded = contain("decode update", || Update::decode_v1(update))?;
+        let reencoded = contain_infallible("re-encode update", || decoded.encode_v1())?;
+        let again = contain("decode re-encoded update", || Update::decode_v1(&reencoded)).map_err(|f| {
+            CrdtFailure::new("check update", format!("its re-encoding does not decode ({})", f.detail))
+        })?;
+        let same = contain_infallible("compare updates", || {
+            same_ids(&decoded.insertions(true), &again.insertions(true))
+                && same_ids(decoded.delete_set(), again.delete_set())
+        })?;
+        if !same {
+            return Err(CrdtFailure::new(
+                "check update",
+                "its blocks overlap, repeat a client or are out of order",
+            ));
+        }
+        Ok(decoded)
+    }
+
+    /// Decodes a v1 state vector.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when it does not decode.
+    pub fn decode_state_vector(sv: &[u8]) -> Result<StateVector, CrdtFailure> {
+        contain("decode state vector", || StateVector::decode_v1(sv))
+    }
+
+    /// The document's state vector.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn state_vector(&self) -> Result<StateVector, CrdtFailure> {
+        contain_infallible("read state vector", || self.doc.transact().state_vector())
+    }
+
+    /// Applies a decoded update, which must integrate completely. `origin`, when given, is the
+    /// transaction origin observers see.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs fails or panics, or the update left pending structs or deletions.
+    /// The replica may then hold part of the update: discard it.
+    pub fn apply(&mut self, update: Update, origin: Option<&str>) -> Result<(), CrdtFailure> {
+        let doc = &self.doc;
+        contain("apply update", || {
+            let mut txn = match origin {
+                Some(origin) => doc.transact_mut_with(origin),
+                None => doc.transact_mut(),
+            };
+            txn.apply_update(update).map_err(|err| err.to_string())?;
+            if txn.has_missing_updates() {
+                return Err("it refers to content this replica does not have".to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies an update from the relay to a client's document. Unlike [`YjsReplica::apply`],
+    /// pending structs are yrs's business here: the application edits its document itself, and the
+    /// client applies what the relay sends in order, so none arise from a Weft relay.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs fails or panics; the document may then hold part of the update.
+    pub fn apply_remote(&mut self, update: Update, origin: &str) -> Result<(), CrdtFailure> {
+        contain("apply update", || self.doc.transact_mut_with(origin).apply_update(update))
+    }
+
+    /// The whole state as one v1 update.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn encode_state(&self) -> Result<Vec<u8>, CrdtFailure> {
+        self.encode_diff(&StateVector::default())
+    }
+
+    /// What a peer with state vector `sv` lacks, as one v1 update.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn encode_diff(&self, sv: &StateVector) -> Result<Vec<u8>, CrdtFailure> {
+        contain_infallible("encode state", || self.doc.transact().encode_state_as_update_v1(sv))
+    }
+
+    /// The state vector, v1-encoded.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn encode_state_vector(&self) -> Result<Vec<u8>, CrdtFailure> {
+        contain_infallible("encode state vector", || self.doc.transact().state_vector().encode_v1())
+    }
+
+    /// Whether the document already holds everything `update` carries: every inserted item and every
+    /// deletion.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn contains(&self, update: &Update) -> Result<bool, CrdtFailure> {
+        contain_infallible("compare with state", || {
+            let txn = self.doc.transact();
+            let known = txn.state_vector();
+            let inserted_known = update
+                .insertions(true)
+                .iter()
+                .all(|(client, ranges)| ranges.iter().all(|range| range.end <= known.get(client)));
+            // The document's delete set costs a walk over every block, so it is built last and only
+            // for an update that inserts nothing new.
+            inserted_known
+                && (update.delete_set().is_empty()
+                    || update.delete_set().diff(&txn.snapshot().delete_set).is_empty())
+        })
+    }
+
+    /// Whether every item and deletion in `update` builds on what the document holds: for each
+    /// client, the update's insertions continue from (or overlap) the document's without a hole,
+    /// and its deletions refer only to known or included items. Cross-client origins are not
+    /// visible through yrs's public API; [`YjsReplica::apply`] finds those out.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn builds_on(&self, update: &Update) -> Result<bool, CrdtFailure> {
+        let known = self.state_vector()?;
+        contain_infallible("compare with state vector", || {
+            let insertions = update.insertions(true);
+            let mut covered = std::collections::HashMap::new();
+            for (client, ranges) in insertions.iter() {
+                let mut end = known.get(client);
+                for range in ranges.iter() {
+                    if range.start > end {
+                        return false;
+                    }
+                    end = end.max(range.end);
+                }
+                covered.insert(*client, end);
+            }
+            update.delete_set().iter().all(|(client, ranges)| {
+                let end = covered.get(client).copied().unwrap_or_else(|| known.get(client));
+                ranges.iter().next_back().is_none_or(|last| last.end <= end)
+            })
+        })
+    }
+
+    /// What [`verify_snapshot`] compares a loaded-back snapshot with.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics.
+    pub fn state_check(&self) -> Result<StateCheck, CrdtFailure> {
+        contain_infallible("read snapshot", || StateCheck(self.doc.transact().snapshot()))
+    }
+
+    /// Checks the rule every replica keeps: its full state encodes, and the encoding loads into a
+    /// fresh document with the same items and deletions. Returns the encoding (callers reuse it).
+    /// Costs O(document).
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when any step fails.
+    pub fn verify(&self) -> Result<Vec<u8>, CrdtFailure> {
+        let state = self.encode_state()?;
+        verify_snapshot(&state, &self.state_check()?)?;
+        Ok(state)
+    }
+
+    /// Reads the document through `read`, contained: for projections and tests. `read` must not
+    /// mutate the document.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when `read` panics.
+    pub fn read<T>(&self, read: impl FnOnce(&Doc) -> T) -> Result<T, CrdtFailure> {
+        contain_infallible("read document", || read(&self.doc))
+    }
+}
+
+/// Loads `state` (a full-state update) into a fresh document and checks that it holds exactly the
+/// items and deletions `expected` names.
+///
+/// # Errors
+/// [`CrdtFailure`] saying what does not match or what failed.
+pub fn verify_snapshot(state: &[u8], expected: &StateCheck) -> Result<(), CrdtFailure> {
+    let update = YjsReplica::decode(state)?;
+    let mut fresh = YjsReplica::new();
+    fresh.apply(update, None)?;
+    let found = fresh.state_check()?;
+    if found != *expected {
+        return Err(CrdtFailure::new(
+            "verify snapshot",
+            "the loaded state differs from the replica (state vector or delete set)",
+        ));
+    }
+    Ok(())
+}
+
+/// Merges v1 updates into one (the updates one commit releases).
+///
+/// # Errors
+/// [`CrdtFailure`] when yrs fails or panics.
+pub fn merge<'a>(updates: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, CrdtFailure> {
+    contain("merge updates", || yrs::merge_updates_v1(updates))
+}
+
+/// Whether two id sets name the same ids, however their ranges are split.
+fn same_ids(a: &IdSet, b: &IdSet) -> bool {
+    a.diff(b).is_empty() && b.diff(a).is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use yrs::Text;
+
+    use super::*;
+
+    fn typed(client: u64, text: &str) -> Vec<u8> {
+        let doc = Doc::with_client_id(client);
+        doc.get_or_insert_text("t").push(&mut doc.transact_mut(), text);
+        doc.transact().encode_state_as_update_v1(&StateVector::default())
+    }
+
+    #[test]
+    fn an_ordinary_update_is_canonical_and_applies() {
+        let mut replica = YjsReplica::new();
+        let update = YjsReplica::decode(&typed(1, "hello")).unwrap();
+        replica.apply(update, None).unwrap();
+        assert_eq!(replica.state_vector().unwrap().get(&yrs::block::ClientID::new(1)), 5);
+        replica.verify().unwrap();
+    }
+
+    #[test]
+    fn a_client_repeated_with_overlapping_blocks_is_not_canonical() {
+        // Two entries for client 1, the second restarting at clock 0: each decodes on its own.
+        let one = typed(1, "abc");
+        let mut crafted = vec![2];
+        crafted.extend_from_slice(&one[1..one.len() - 1]);
+        crafted.extend_from_slice(&one[1..]);
+        assert!(Update::decode_v1(&crafted).is_ok(), "yrs accepts it");
+        let err = YjsReplica::decode(&crafted).unwrap_err();
+        assert_eq!(err.operation, "check update", "{err}");
+    }
+
+    #[test]
+    fn an_update_missing_a_dependency_fails_to_apply() {
+        let writer = Doc::with_client_id(1);
+        let text = writer.get_or_insert_text("t");
+        text.push(&mut writer.transact_mut(), "a");
+        let only_a = writer.transact().encode_state_as_update_v1(&StateVector::default());
+        text.push(&mut writer.transact_mut(), "b");
+        // Client 2 appends after client 1's "b", which the replica never gets.
+        let other = Doc::with_client_id(2);
+        let both = writer.transact().encode_state_as_update_v1(&StateVector::default());
+        other.transact_mut().apply_update(Update::decode_v1(&both).unwrap()).unwrap();
+        let before = other.transact().state_vector();
+        other.get_or_insert_text("t").push(&mut other.transact_mut(), "c");
+        let theirs = other.transact().encode_state_as_update_v1(&before);
+
+        let mut replica = YjsReplica::new();
+        replica.apply(YjsReplica::decode(&only_a).unwrap(), None).unwrap();
+        let err = replica.apply(YjsReplica::decode(&theirs).unwrap(), None).unwrap_err();
+        assert!(err.detail.contains("does not have"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_is_checked_against_the_replica_it_came_from() {
+        let mut replica = YjsReplica::new();
+        replica.apply(YjsReplica::decode(&typed(1, "one")).unwrap(), None).unwrap();
+        let check = replica.state_check().unwrap();
+        let state = replica.encode_state().unwrap();
+        verify_snapshot(&state, &check).unwrap();
+        replica.apply(YjsReplica::decode(&typed(2, "two")).unwrap(), None).unwrap();
+        assert!(verify_snapshot(&state, &replica.state_check().unwrap()).is_err());
+        assert!(verify_snapshot(&[1, 2, 3], &check).is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! Crafted Yjs updates against the relay: the frames that bricked documents on 7ea3ca8 (issue #14,
+//! `tests/crafted/frame_a.bin`, `frame_b.bin`), an update that integrates only in part, and stored
+//! state that old builds wrote from such frames. Each is refused or quarantined, and nothing else
+//! is lost.
+
+use bytes::Bytes;
+use weft_sync_core::yjs::codec::decode_frame;
+use weft_sync_core::yjs::{Message, Relay, RelayLimits};
+use weft_sync_core::{Access, CloseCode, DocumentRelay, Event, Health, PeerId, StoredItem};
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update};
+
+const A: PeerId = PeerId(1);
+const B: PeerId = PeerId(2);
+const C: PeerId = PeerId(3);
+
+const FRAME_A: &[u8] = include_bytes!("crafted/frame_a.bin");
+const FRAME_B: &[u8] = include_bytes!("crafted/frame_b.bin");
+/// The snapshot 7ea3ca8 (a release build) wrote after FRAME_B: it does not load.
+const SNAPSHOT_AFTER_B: &[u8] = include_bytes!("crafted/snapshot_after_frame_b.bin");
+
+fn events(relay: &mut Relay) -> Vec<Event> {
+    std::iter::from_fn(|| relay.poll_event()).collect()
+}
+
+fn join_synced(relay: &mut Relay, peer: PeerId) {
+    relay.handle_join(peer, Access::ReadWrite);
+    relay.handle_message(peer, Message::SyncStep1(Bytes::from_static(&[0])));
+    events(relay);
+}
+
+fn text_of(doc: &Doc) -> String {
+    doc.get_or_insert_text("t").get_string(&doc.transact())
+}
+
+/// An editor on client `client` of root text "t": each call appends and returns the update.
+struct Editor(Doc);
+
+impl Editor {
+    fn new(client: u64) -> Self {
+        Self(Doc::with_client_id(client))
+    }
+
+    fn append(&self, text: &str) -> Bytes {
+        let t = self.0.get_or_insert_text("t");
+        let before = self.0.transact().state_vector();
+        let end = t.get_string(&self.0.transact()).len() as u32;
+        t.insert(&mut self.0.transact_mut(), end, text);
+        Bytes::from(self.0.transact().encode_state_as_update_v1(&before))
+    }
+}
+
+/// Feeds `frame` from `peer`, reports every append durable, and returns the events.
+fn send(relay: &mut Relay, peer: PeerId, frame: &[u8]) -> Vec<Event> {
+    for message in decode_frame(&Bytes::copy_from_slice(frame)).unwrap() {
+        relay.handle_message(peer, message);
+    }
+    let mut out = events(relay);
+    let appended: Vec<u64> = out
+        .iter()
+        .filter_map(|e| if let Event::Append { seq, .. } = e { Some(*seq) } else { None })
+        .collect();
+    for seq in appended {
+        relay.handle_durable(seq);
+    }
+    out.extend(events(relay));
+    out
+}
+
+fn closes(out: &[Event]) -> Vec<(PeerId, CloseCode, String)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Close { peer, code, detail } => Some((*peer, *code, detail.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The full-state step 2 a new peer with an empty state vector gets; it must load.
+fn join_and_load(relay: &mut Relay, peer: PeerId) -> Doc {
+    relay.handle_join(peer, Access::ReadWrite);
+    relay.handle_message(peer, Message::SyncStep1(Bytes::from_static(&[0])));
+    let step2 = events(relay)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Send { peer: to, frame } if to == peer => match decode_frame(&frame).unwrap().remove(0) {
+                Message::SyncStep2(update) => Some(update),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("a step 2 for the joiner");
+    let doc = Doc::new();
+    doc.transact_mut().apply_update(Update::decode_v1(&step2).expect("the state decodes")).unwrap();
+    doc
+}
+
+#[test]
+fn frame_a_is_refused_before_it_is_logged_and_the_document_stays_joinable() {
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    let editor = Editor::new(7);
+    send(&mut relay, B, &Message::Update(editor.append("kept ")).encode());
+
+    let out = send(&mut relay, A, FRAME_A);
+    assert!(out.iter().all(|e| !matches!(e, Event::Append { .. })), "nothing is logged: {out:?}");
+    let closed = closes(&out);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!((closed[0].0, closed[0].1), (A, CloseCode::InvalidUpdate));
+    assert!(closed[0].2.starts_with("invalid update: check update"), "{}", closed[0].2);
+    assert_eq!(relay.health(), Health::Serving, "refused before it touched the replica");
+
+    send(&mut relay, B, &Message::Update(editor.append("editing")).encode());
+    let joined = join_and_load(&mut relay, C);
+    assert_eq!(text_of(&joined), "kept editing");
+}
+
+#[test]
+fn frame_b_is_refused_and_snapshots_keep_loading() {
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    let out = send(&mut relay, A, FRAME_B);
+    assert_eq!(closes(&out).iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), [(A, CloseCode::InvalidUpdate)]);
+    let editor = Editor::new(7);
+    let mut log = Vec::new();
+    for i in 0..50 {
+        let update = editor.append(&format!("{i} "));
+        log.push(update.clone());
+        send(&mut relay, B, &Message::Update(update).encode());
+    }
+    let snapshot = relay.snapshot().expect("a snapshot");
+    snapshot.verify().expect("the snapshot loads back as the replica");
+    let reloaded = Relay::load(RelayLimits::default(), Some((snapshot.upto, &snapshot.state)), []);
+    assert!(reloaded.quarantined.is_empty());
+    assert_eq!(reloaded.relay.read(text_of).unwrap(), relay.read(text_of).unwrap());
+}
+
+#[test]
+fn an_update_that_integrates_only_in_part_is_refused_and_the_relay_rebuilds_keeping_the_others() {
+    // Client 1 types "a" then "b"; client 2 appends after "b", which the relay never gets.
+    let one = Editor::new(1);
+    let a = one.append("a");
+    let _b = one.append("b");
+    let two = Doc::with_client_id(2);
+    let both = one.0.transact().encode_state_as_update_v1(&StateVector::default());
+    two.transact_mut().apply_update(Update::decode_v1(&both).unwrap()).unwrap();
+    let before = two.transact().state_vector();
+    two.get_or_insert_text("t").push(&mut two.transact_mut(), "c");
+    let partial = Bytes::from(two.transact().encode_state_as_update_v1(&before));
+
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    let log: Vec<(u64, Bytes)> = send(&mut relay, B, &Message::Update(a.clone()).encode())
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Append { seq, update, .. } => Some((seq, update)),
+            _ => None,
+        })
+        .collect();
+    let out = send(&mut relay, A, &Message::Update(partial).encode());
+    assert!(out.iter().all(|e| !matches!(e, Event::Append { .. })), "nothing is logged: {out:?}");
+    let closed = closes(&out);
+    assert_eq!(closed.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), [(A, CloseCode::InvalidUpdate)]);
+    assert!(closed[0].2.contains("does not have"), "{}", closed[0].2);
+    assert_eq!(relay.health(), Health::Rebuild, "the update touched the replica");
+
+    // What the room does: load from the log, hand the peers over. B stays and goes on editing.
+    let rebuilt = Relay::load(RelayLimits::default(), None, log.iter().map(|(s, u)| (*s, u.as_ref())));
+    assert!(rebuilt.quarantined.is_empty());
+    let mut fresh = rebuilt.relay;
+    fresh.adopt(relay);
+    let mut relay = fresh;
+    assert_eq!(relay.peer_count(), 1);
+    let more = Editor::new(9).append("more");
+    let out = send(&mut relay, B, &Message::Update(more.clone()).encode());
+    assert!(out.contains(&Event::Append { seq: 2, update: more, peer: B }), "{out:?}");
+    assert!(
+        out.iter().any(|e| matches!(e, Event::Broadcast { .. })),
+        "B is still a peer and gets its echo: {out:?}"
+    );
+    let text = relay.read(text_of).unwrap();
+    assert!(text.contains('a') && text.contains("more") && !text.contains('c'), "{text}");
+}
+
+#[test]
+fn loading_quarantines_what_old_builds_stored_and_serves_the_rest() {
+    let editor = Editor::new(5);
+    let first = editor.append("one ");
+    let second = editor.append("two");
+    // On 7ea3ca8 FRAME_A's update was logged between them.
+    let Message::SyncStep2(frame_a) = decode_frame(&Bytes::from_static(FRAME_A)).unwrap().remove(0) else {
+        panic!("FRAME_A is a sync step 2")
+    };
+    let log = [(1, first.as_ref()), (2, frame_a.as_ref()), (3, second.as_ref())];
+    let loaded = Relay::load(RelayLimits::default(), None, log);
+    assert_eq!(
+        loaded.quarantined.iter().map(|q| q.item).collect::<Vec<_>>(),
+        [StoredItem::Update { seq: 2 }]
+    );
+    assert!(loaded.quarantined[0].reason.contains("update does not load"), "{:?}", loaded.quarantined);
+    let mut relay = loaded.relay;
+    assert_eq!(relay.read(text_of).unwrap(), "one two");
+    assert_eq!(relay.last_seq(), 3);
+    assert_eq!(text_of(&join_and_load(&mut relay, A)), "one two");
+
+    // The snapshot 7ea3ca8 wrote after FRAME_B does not load: it is set aside, the tail is served.
+    let third = Editor::new(6).append("after");
+    let loaded = Relay::load(RelayLimits::default(), Some((2, SNAPSHOT_AFTER_B)), [(3, third.as_ref())]);
+    assert_eq!(
+        loaded.quarantined.iter().map(|q| q.item).collect::<Vec<_>>(),
+        [StoredItem::Snapshot { upto: 2 }]
+    );
+    assert_eq!(loaded.relay.read(text_of).unwrap(), "after");
+}
