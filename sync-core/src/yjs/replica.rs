@@ -14,6 +14,13 @@
 //!   structs or deletions (it refers to content the replica does not have) is a failure, and the
 //!   replica it touched is suspect: the caller discards it and rebuilds from the log. Pending
 //!   state is also where yrs 0.28 can integrate an item twice, so a replica never holds any.
+//! - **Consistent where it overlaps**: an update whose blocks start inside what the replica
+//!   already has and reach past it (a client re-sending its whole state does this honestly; a
+//!   forged one can claim other content for clocks the replica knows) is integrated, then the
+//!   whole replica is verified as [`YjsReplica::verify`] does. Fuzzing found forged overlaps after
+//!   which yrs keeps a state whose encoding loads with other deletions; honest updates from a
+//!   y-protocols peer start where the replica's state vector ends, so this costs O(document) only
+//!   on the rare update that overlaps.
 //!
 //! Heavier checks run where whole states are handled anyway: [`YjsReplica::verify`] when a document
 //! is loaded, [`verify_snapshot`] before a snapshot may replace log entries.
@@ -111,6 +118,7 @@ impl YjsReplica {
     /// [`CrdtFailure`] when yrs fails or panics, or the update left pending structs or deletions.
     /// The replica may then hold part of the update: discard it.
     pub fn apply(&mut self, update: Update, origin: Option<&str>) -> Result<(), CrdtFailure> {
+        let overlaps = self.overlaps(&update)?;
         let doc = &self.doc;
         contain("apply update", || {
             let mut txn = match origin {
@@ -122,6 +130,27 @@ impl YjsReplica {
                 return Err("it refers to content this replica does not have".to_owned());
             }
             Ok(())
+        })?;
+        if overlaps {
+            self.verify().map_err(|failure| {
+                CrdtFailure::new(
+                    "apply update",
+                    format!("it contradicts content this replica has ({failure})"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether some block of `update` starts inside the replica's state for its client and ends
+    /// past it.
+    fn overlaps(&self, update: &Update) -> Result<bool, CrdtFailure> {
+        let known = self.state_vector()?;
+        contain_infallible("compare with state vector", || {
+            update.insertions(true).iter().any(|(client, ranges)| {
+                let end = known.get(client);
+                ranges.iter().any(|range| range.start < end && range.end > end)
+            })
         })
     }
 

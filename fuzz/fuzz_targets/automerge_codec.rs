@@ -1,0 +1,9 @@
+//! Fuzz target `automerge_codec`: see `weft_fuzz::codecs::automerge_repo` for what it does and asserts. Built by
+//! cargo-fuzz (`--cfg fuzzing`); in ordinary builds it is an empty program.
+#![cfg_attr(fuzzing, no_main)]
+
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weft_fuzz::codecs::automerge_repo(data));
+
+#[cfg(not(fuzzing))]
+fn main() {}
