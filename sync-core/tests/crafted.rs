@@ -259,3 +259,42 @@ fn a_forged_update_that_contradicts_known_clocks_is_refused_but_an_honest_resend
     assert!(closes(&out).is_empty() && relay.health() == Health::Serving, "{out:?}");
     assert_eq!(relay.read(text_of).unwrap(), "one two");
 }
+
+#[test]
+fn peers_are_sent_what_the_replica_gained_never_a_second_version_of_known_clocks() {
+    let hex = |s: &str| -> Bytes {
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>(),
+        )
+    };
+    // Found by fuzzing (fuzz/regressions/yjs_relay/second-version-of-known-clocks-forwarded): a forged update claims client
+    // 1's next clocks as garbage-collected; the real client 1 then sends items for them. The relay
+    // keeps the first version; forwarding the second made a peer hold both, and its yrs crashed.
+    let mut relay = Relay::new(RelayLimits::default());
+    for peer in [A, B, C] {
+        join_synced(&mut relay, peer);
+    }
+    send(&mut relay, B, &Message::Update(hex("0101010008010161017800")).encode());
+    let forged = hex("0101010100080008010161017800"); // client 1, clocks 1..9: GC
+    send(&mut relay, A, &Message::Update(forged).encode());
+    let real = hex("01010101880100017900"); // client 1, clock 1: an item
+    let out = send(&mut relay, B, &Message::Update(real.clone()).encode());
+    assert!(
+        out.contains(&Event::Append { seq: 3, update: real.clone(), peer: B }),
+        "logged as sent: {out:?}"
+    );
+    for event in &out {
+        match event {
+            Event::Broadcast { frame, .. } => panic!("nothing new to broadcast, got {frame:?}"),
+            Event::Send { peer, frame } if *peer != B => panic!("{peer:?} was sent {frame:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        out.contains(&Event::Send { peer: B, frame: Message::Update(real).encode() }),
+        "the sender gets its echo: {out:?}"
+    );
+}

@@ -36,7 +36,7 @@ use yrs::Update;
 
 use super::awareness::{self, AwarenessEntry, AwarenessStates};
 use super::codec::Message;
-use super::replica::{self, YjsReplica};
+use super::replica::{self, Applied, YjsReplica};
 use crate::contain::CrdtFailure;
 use crate::relay::{
     Access, DocumentRelay, Event, Health, Ledger, LoadError, Loaded, LogAccounting, Replay, Snapshot,
@@ -78,6 +78,9 @@ enum Delivery {
     /// A deferred update: echo it to the sender only; the others get its content from the sender's
     /// step 2 that fills the gap.
     EchoOnly(Bytes),
+    /// An update that re-sent clocks the replica had: its sender gets it back as its echo, the
+    /// other covered peers get what the replica gained from it (if anything).
+    Rewritten { echo: Bytes, gained: Option<Bytes> },
     /// An empty update: nothing to send, but it is acknowledged in order with the sender's others.
     AckOnly,
 }
@@ -151,6 +154,16 @@ pub struct Relay {
 struct IntegrationFailure {
     seq: u64,
     failure: CrdtFailure,
+    /// What became of the new update, when it was an older deferred one that failed.
+    new: Option<Integrated>,
+}
+
+/// What became of an update handed to [`Relay::integrate`].
+enum Integrated {
+    /// Held back until the replica has what it builds on.
+    Deferred,
+    /// Integrated; what the replica gained.
+    Applied(Applied),
 }
 
 impl Relay {
@@ -323,28 +336,31 @@ impl Relay {
             return;
         }
         let seq = self.ledger.last_seq + 1;
-        let deferred = match self.integrate(seq, decoded) {
-            Ok(deferred) => deferred,
-            Err(IntegrationFailure { seq: failed, failure }) if failed == seq => {
+        let integrated = match self.integrate(seq, decoded) {
+            Ok(integrated) => integrated,
+            Err(IntegrationFailure { seq: failed, failure, .. }) if failed == seq => {
                 // The update touched the replica and never reaches the log; the document is rebuilt
                 // from the log, and the other peers stay.
                 self.ledger.health = Health::Rebuild;
                 return self.close(peer, CloseCode::InvalidUpdate, format!("invalid update: {failure}"));
             }
-            Err(IntegrationFailure { .. }) => {
+            Err(IntegrationFailure { new, .. }) => {
                 // A deferred update, logged earlier, broke the replica once its gap filled; this
-                // update integrated and is logged as usual. Replaying the log repeats the failure,
-                // and the rebuild quarantines the deferred update.
+                // update is logged as usual. Replaying the log repeats the failure, and the
+                // rebuild quarantines the deferred update.
                 self.ledger.health = Health::Rebuild;
-                self.deferred.iter().any(|(s, _)| *s == seq)
+                new.unwrap_or(Integrated::Deferred)
             }
         };
         self.ledger.last_seq = seq;
         self.ledger.log.record_append(update.len());
-        let delivery = if deferred {
-            Delivery::EchoOnly(Message::Update(update.clone()).encode())
-        } else {
-            Delivery::Broadcast(update.clone())
+        let delivery = match integrated {
+            Integrated::Deferred => Delivery::EchoOnly(Message::Update(update.clone()).encode()),
+            Integrated::Applied(Applied::AsSent) => Delivery::Broadcast(update.clone()),
+            Integrated::Applied(Applied::Gained(gained)) => Delivery::Rewritten {
+                echo: Message::Update(update.clone()).encode(),
+                gained: (!is_empty_update(&gained)).then(|| Bytes::from(gained)),
+            },
         };
         self.ledger.events.push_back(Event::Append { seq, update, peer });
         self.accepted(Accepted { seq, sender: peer, delivery });
@@ -362,35 +378,47 @@ impl Relay {
     /// Integrates `update` (log position `seq`) if the replica holds what it builds on, otherwise
     /// defers it; then integrates every deferred update that has become ready. Returns whether
     /// `update` was deferred, or which update failed to integrate (the replica is then suspect).
-    fn integrate(&mut self, seq: u64, update: Update) -> Result<bool, IntegrationFailure> {
-        let fail = |seq| move |failure| IntegrationFailure { seq, failure };
-        if !self.replica.builds_on(&update).map_err(fail(seq))? {
+    fn integrate(&mut self, seq: u64, update: Update) -> Result<Integrated, IntegrationFailure> {
+        let fail = |seq, new: Option<Integrated>| move |failure| IntegrationFailure { seq, failure, new };
+        if !self.replica.builds_on(&update).map_err(fail(seq, None))? {
             self.deferred.push_back((seq, update));
             if self.deferred.len() > MAX_DEFERRED {
                 // A gap this old will not be filled by a well-behaved client. Integrate the oldest
                 // anyway so that compaction can move past it (if it cannot integrate completely,
                 // it is quarantined); the choice depends only on log order, so a reload repeats it.
                 if let Some((oldest_seq, oldest)) = self.deferred.pop_front() {
-                    self.replica.apply(oldest, None).map_err(fail(oldest_seq))?;
+                    let new = (oldest_seq != seq).then_some(Integrated::Deferred);
+                    if let Err(failure) = self.replica.apply(oldest, None) {
+                        return Err(fail(oldest_seq, new)(failure));
+                    }
                 }
             }
-            return Ok(self.deferred.iter().any(|(s, _)| *s == seq));
+            // Peers get a deferred update's content from the step 2 that fills its gap.
+            return Ok(Integrated::Deferred);
         }
-        self.replica.apply(update, None).map_err(fail(seq))?;
+        let applied = self.replica.apply(update, None).map_err(fail(seq, None))?;
         loop {
             let mut ready = None;
             for (index, (deferred_seq, deferred)) in self.deferred.iter().enumerate() {
-                if self.replica.builds_on(deferred).map_err(fail(*deferred_seq))? {
-                    ready = Some(index);
-                    break;
+                match self.replica.builds_on(deferred) {
+                    Ok(true) => {
+                        ready = Some(index);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(failure) => {
+                        return Err(fail(*deferred_seq, Some(Integrated::Applied(applied)))(failure));
+                    }
                 }
             }
             let Some((deferred_seq, update)) = ready.and_then(|index| self.deferred.remove(index)) else {
                 break;
             };
-            self.replica.apply(update, None).map_err(fail(deferred_seq))?;
+            if let Err(failure) = self.replica.apply(update, None) {
+                return Err(fail(deferred_seq, Some(Integrated::Applied(applied)))(failure));
+            }
         }
-        Ok(false)
+        Ok(Integrated::Applied(applied))
     }
 
     fn relay_awareness(&mut self, peer: PeerId, payload: &Bytes) {
@@ -482,6 +510,24 @@ impl DocumentRelay for Relay {
                     release.flush(&mut self.ledger.events);
                     self.ledger.events.push_back(Event::Send { peer: sender, frame });
                 }
+                Delivery::Rewritten { echo, gained } => {
+                    release.flush(&mut self.ledger.events);
+                    if sender_joined {
+                        self.ledger.events.push_back(Event::Send { peer: sender, frame: echo });
+                    }
+                    if let Some(gained) = gained {
+                        let except: Vec<PeerId> = self
+                            .peers
+                            .iter()
+                            .filter(|(peer, state)| {
+                                **peer == sender || state.covered_upto.is_none_or(|upto| upto >= seq)
+                            })
+                            .map(|(peer, _)| *peer)
+                            .collect();
+                        let frame = Message::Update(gained).encode();
+                        self.ledger.events.push_back(Event::Broadcast { frame, except });
+                    }
+                }
                 Delivery::Broadcast(_) | Delivery::EchoOnly(_) | Delivery::AckOnly => {}
             }
             if sender_joined {
@@ -547,7 +593,7 @@ impl Replay for Relay {
             }
             let decoded =
                 YjsReplica::decode(update).map_err(|f| LoadError::Update { seq, detail: f.to_string() })?;
-            relay.integrate(seq, decoded).map_err(|IntegrationFailure { seq, failure }| {
+            relay.integrate(seq, decoded).map_err(|IntegrationFailure { seq, failure, .. }| {
                 LoadError::Update { seq, detail: failure.to_string() }
             })?;
             relay.ledger.last_seq = seq;

@@ -21,6 +21,9 @@
 //!   which yrs keeps a state whose encoding loads with other deletions; honest updates from a
 //!   y-protocols peer start where the replica's state vector ends, so this costs O(document) only
 //!   on the rare update that overlaps.
+//! - **Forwarded as integrated**: what peers are sent for an update that re-sends known clocks is
+//!   what the replica gained from it ([`Applied::Gained`]), so that no peer ever receives two
+//!   versions of the same clocks.
 //!
 //! Heavier checks run where whole states are handled anyway: [`YjsReplica::verify`] when a document
 //! is loaded, [`verify_snapshot`] before a snapshot may replace log entries.
@@ -46,6 +49,30 @@ impl std::fmt::Debug for YjsReplica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("YjsReplica").finish_non_exhaustive()
     }
+}
+
+/// What applying an update gave the replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Everything it inserts was new: the update's own bytes say exactly what the replica gained.
+    AsSent,
+    /// It re-sent clocks the replica already had. yrs keeps what it has for those, so the update's
+    /// re-sent part may say something else about them (a forged update claiming another client's
+    /// clocks does): peers must be sent what the replica gained, encoded here (`[0, 0]` if
+    /// nothing), never the update itself — a replica receiving both versions of the same clocks is
+    /// corrupted (yrs 0.28 crashed on the next edit in a release build; found by fuzzing).
+    Gained(Vec<u8>),
+}
+
+/// How an update's insertions relate to the replica's state vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// Every range starts at or after what the replica has for its client.
+    New,
+    /// Some range lies within what the replica has.
+    Resends,
+    /// Some range starts within what the replica has and reaches past it.
+    Overlaps,
 }
 
 /// What a snapshot must reproduce when loaded back: the replica's state vector and delete set when
@@ -117,10 +144,10 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs fails or panics, or the update left pending structs or deletions.
     /// The replica may then hold part of the update: discard it.
-    pub fn apply(&mut self, update: Update, origin: Option<&str>) -> Result<(), CrdtFailure> {
-        let overlaps = self.overlaps(&update)?;
+    pub fn apply(&mut self, update: Update, origin: Option<&str>) -> Result<Applied, CrdtFailure> {
+        let relation = self.relation(&update)?;
         let doc = &self.doc;
-        contain("apply update", || {
+        let applied = contain("apply update", || {
             let mut txn = match origin {
                 Some(origin) => doc.transact_mut_with(origin),
                 None => doc.transact_mut(),
@@ -129,9 +156,12 @@ impl YjsReplica {
             if txn.has_missing_updates() {
                 return Err("it refers to content this replica does not have".to_owned());
             }
-            Ok(())
+            Ok(match relation {
+                Relation::New => Applied::AsSent,
+                Relation::Resends | Relation::Overlaps => Applied::Gained(txn.encode_update_v1()),
+            })
         })?;
-        if overlaps {
+        if relation == Relation::Overlaps {
             self.verify().map_err(|failure| {
                 CrdtFailure::new(
                     "apply update",
@@ -139,18 +169,26 @@ impl YjsReplica {
                 )
             })?;
         }
-        Ok(())
+        Ok(applied)
     }
 
-    /// Whether some block of `update` starts inside the replica's state for its client and ends
-    /// past it.
-    fn overlaps(&self, update: &Update) -> Result<bool, CrdtFailure> {
+    /// How `update`'s insertions relate to what the replica has.
+    fn relation(&self, update: &Update) -> Result<Relation, CrdtFailure> {
         let known = self.state_vector()?;
         contain_infallible("compare with state vector", || {
-            update.insertions(true).iter().any(|(client, ranges)| {
+            let mut relation = Relation::New;
+            for (client, ranges) in update.insertions(true).iter() {
                 let end = known.get(client);
-                ranges.iter().any(|range| range.start < end && range.end > end)
-            })
+                for range in ranges.iter() {
+                    if range.start < end && range.end > end {
+                        return Relation::Overlaps;
+                    }
+                    if range.start < end {
+                        relation = Relation::Resends;
+                    }
+                }
+            }
+            relation
         })
     }
 
