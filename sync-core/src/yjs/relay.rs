@@ -31,8 +31,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::replica::Decoded;
 use bytes::Bytes;
-use yrs::Update;
 
 use super::awareness::{self, AwarenessEntry, AwarenessStates};
 use super::codec::Message;
@@ -144,7 +144,7 @@ pub struct Relay {
     /// Accepted updates waiting to become durable.
     awaiting_durability: VecDeque<Accepted>,
     /// Logged updates not yet integrated because the replica lacks state they build on, oldest first.
-    deferred: VecDeque<(u64, Update)>,
+    deferred: VecDeque<(u64, Decoded)>,
     /// The step 2 frame answering an empty state vector, valid while `last_seq` is unchanged: joiners
     /// arriving together share one encoding.
     full_state: Option<(u64, Bytes)>,
@@ -378,7 +378,7 @@ impl Relay {
     /// Integrates `update` (log position `seq`) if the replica holds what it builds on, otherwise
     /// defers it; then integrates every deferred update that has become ready. Returns whether
     /// `update` was deferred, or which update failed to integrate (the replica is then suspect).
-    fn integrate(&mut self, seq: u64, update: Update) -> Result<Integrated, IntegrationFailure> {
+    fn integrate(&mut self, seq: u64, update: Decoded) -> Result<Integrated, IntegrationFailure> {
         let fail = |seq, new: Option<Integrated>| move |failure| IntegrationFailure { seq, failure, new };
         if !self.replica.builds_on(&update).map_err(fail(seq, None))? {
             self.deferred.push_back((seq, update));

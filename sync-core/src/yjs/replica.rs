@@ -14,6 +14,10 @@
 //!   structs or deletions (it refers to content the replica does not have) is a failure, and the
 //!   replica it touched is suspect: the caller discards it and rebuilds from the log. Pending
 //!   state is also where yrs 0.28 can integrate an item twice, so a replica never holds any.
+//! - **Anchored**: an item's left and right origins must lie in the type (and map key) it is
+//!   integrated into, as an honest editor's always do; [`super::anchors`] keeps where each item
+//!   went and refuses, before anything is applied, an update that would link two types' lists
+//!   into each other.
 //! - **Consistent where it overlaps**: an update whose blocks start inside what the replica
 //!   already has and reach past it (a client re-sending its whole state does this honestly; a
 //!   forged one can claim other content for clocks the replica knows) is integrated, then the
@@ -32,11 +36,31 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, IdSet, ReadTxn, StateVector, Transact, Update};
 
+use super::anchors::{self, Anchors, Struct};
 use crate::contain::{CrdtFailure, contain, contain_infallible};
 
 /// A Yjs document whose every library call is contained. See the module documentation.
 pub struct YjsReplica {
     doc: Doc,
+    /// Where each item went, for the anchored rule. Kept by [`YjsReplica::apply`]; a replica made
+    /// with [`YjsReplica::from_doc`] (the client side) applies only through
+    /// [`YjsReplica::apply_remote`] and keeps none.
+    anchors: Anchors,
+}
+
+/// An update that decoded and is canonical, with its structs as the anchored rule reads them.
+#[derive(Debug)]
+pub struct Decoded {
+    update: Update,
+    structs: Vec<Struct>,
+}
+
+impl std::ops::Deref for Decoded {
+    type Target = Update;
+
+    fn deref(&self) -> &Update {
+        &self.update
+    }
 }
 
 impl Default for YjsReplica {
@@ -84,13 +108,13 @@ pub struct StateCheck(yrs::Snapshot);
 impl YjsReplica {
     /// An empty document.
     pub fn new() -> Self {
-        Self { doc: Doc::new() }
+        Self { doc: Doc::new(), anchors: Anchors::default() }
     }
 
     /// Wraps a document an application owns (the client side). The application edits it through
     /// [`YjsReplica::doc`]; what the client state machine does to it goes through this wrapper.
     pub fn from_doc(doc: Doc) -> Self {
-        Self { doc }
+        Self { doc, anchors: Anchors::default() }
     }
 
     /// The document itself, for the application that owns it (client side). Calls made through it
@@ -103,7 +127,7 @@ impl YjsReplica {
     ///
     /// # Errors
     /// [`CrdtFailure`] when it does not decode, or is not canonical.
-    pub fn decode(update: &[u8]) -> Result<Update, CrdtFailure> {
+    pub fn decode(update: &[u8]) -> Result<Decoded, CrdtFailure> {
         let decoded = contain("decode update", || Update::decode_v1(update))?;
         let reencoded = contain_infallible("re-encode update", || decoded.encode_v1())?;
         let again = contain("decode re-encoded update", || Update::decode_v1(&reencoded)).map_err(|f| {
@@ -119,7 +143,8 @@ impl YjsReplica {
                 "its blocks overlap, repeat a client or are out of order",
             ));
         }
-        Ok(decoded)
+        let structs = contain("scan update", || anchors::scan(update))?;
+        Ok(Decoded { update: decoded, structs })
     }
 
     /// Decodes a v1 state vector.
@@ -144,8 +169,10 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs fails or panics, or the update left pending structs or deletions.
     /// The replica may then hold part of the update: discard it.
-    pub fn apply(&mut self, update: Update, origin: Option<&str>) -> Result<Applied, CrdtFailure> {
+    pub fn apply(&mut self, update: Decoded, origin: Option<&str>) -> Result<Applied, CrdtFailure> {
         let relation = self.relation(&update)?;
+        let placed = contain("check update", || self.anchors.check(&update.structs))?;
+        let Decoded { update, .. } = update;
         let doc = &self.doc;
         let applied = contain("apply update", || {
             let mut txn = match origin {
@@ -161,6 +188,7 @@ impl YjsReplica {
                 Relation::Resends | Relation::Overlaps => Applied::Gained(txn.encode_update_v1()),
             })
         })?;
+        self.anchors.record(placed);
         if relation == Relation::Overlaps {
             self.verify().map_err(|failure| {
                 CrdtFailure::new(
@@ -198,8 +226,8 @@ impl YjsReplica {
     ///
     /// # Errors
     /// [`CrdtFailure`] when yrs fails or panics; the document may then hold part of the update.
-    pub fn apply_remote(&mut self, update: Update, origin: &str) -> Result<(), CrdtFailure> {
-        contain("apply update", || self.doc.transact_mut_with(origin).apply_update(update))
+    pub fn apply_remote(&mut self, update: Decoded, origin: &str) -> Result<(), CrdtFailure> {
+        contain("apply update", || self.doc.transact_mut_with(origin).apply_update(update.update))
     }
 
     /// The whole state as one v1 update.
