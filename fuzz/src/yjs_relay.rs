@@ -104,12 +104,12 @@ impl Sim {
                     3 => Message::Awareness(payload),
                     _ => Message::QueryAwareness,
                 };
-                self.send(k, message);
+                self.send_forged(k, message);
             }
             5 if !self.honest.is_empty() => {
                 let original = u.choose(&self.honest)?.clone();
                 let corrupted = corrupt(u, &original)?;
-                self.send(k, Message::Update(corrupted));
+                self.send_forged(k, Message::Update(corrupted));
             }
             6 if !self.honest.is_empty() => {
                 let replayed = u.choose(&self.honest)?.clone();
@@ -120,7 +120,7 @@ impl Sim {
                 let updates = recorded_updates();
                 let update = Bytes::from_static(u.choose(&updates)?);
                 self.honest.push(update.clone());
-                self.send(
+                self.send_forged(
                     k,
                     if u.arbitrary()? { Message::Update(update) } else { Message::SyncStep2(update) },
                 );
@@ -193,6 +193,34 @@ impl Sim {
             }
         }
         Ok(Bytes::from(txn.encode_update_v1()))
+    }
+
+    /// Sends what an honest peer did not write. Yjs does not tie a client id to a connection: an
+    /// update may claim clocks of an honest peer's client that the relay does not have (the peer
+    /// has not sent them yet, or they were lost unacknowledged in a crash, or the peer has not
+    /// written them yet). If the relay takes the forged version, that peer's own document forks
+    /// from everyone's, and edits placed by the two versions can break yrs on the peer's side: a
+    /// real client in that state must start over, and so does the peer here. See
+    /// `docs/fuzzing.md` (client-id squatting).
+    fn send_forged(&mut self, k: usize, message: Message) {
+        let claimed = match &message {
+            Message::SyncStep2(update) | Message::Update(update) => Update::decode_v1(update).ok(),
+            _ => None,
+        };
+        let relay = self.relay.read(|doc| doc.transact().state_vector()).unwrap_or_default();
+        self.send(k, message);
+        let Some(claimed) = claimed else { return };
+        let insertions = claimed.insertions(true);
+        let forked: Vec<usize> = (0..PEERS)
+            .filter(|&j| {
+                let client = yrs::block::ClientID::new(self.peers[j].client);
+                let before = relay.get(&client);
+                insertions.iter().any(|(c, ranges)| *c == client && ranges.iter().any(|r| r.end > before))
+            })
+            .collect();
+        for j in forked {
+            self.reset_peer(j);
+        }
     }
 
     fn send(&mut self, k: usize, message: Message) {
