@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the relay.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Inspect the stored items set aside because they broke their document.
     Quarantine {
         /// What to do.
@@ -107,6 +107,12 @@ pub struct Settings {
     /// [default: none — the relay is open].
     #[arg(long, env = "WEFT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Lifetime of an access token, in seconds [default: 900 = 15 min].
+    #[arg(long, env = "WEFT_ACCESS_TOKEN_SECS")]
+    pub access_token_secs: Option<u64>,
+    /// Lifetime of a refresh token, in seconds [default: 2592000 = 30 days].
+    #[arg(long, env = "WEFT_REFRESH_TOKEN_SECS")]
+    pub refresh_token_secs: Option<u64>,
 }
 
 impl Settings {
@@ -126,8 +132,19 @@ impl Settings {
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             log: self.log.or(lower.log),
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
+            access_token_secs: self.access_token_secs.or(lower.access_token_secs),
+            refresh_token_secs: self.refresh_token_secs.or(lower.refresh_token_secs),
         }
     }
+}
+
+/// Accounts: how long tokens live.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Lifetime of an access token.
+    pub access_ttl: Duration,
+    /// Lifetime of a refresh token.
+    pub refresh_ttl: Duration,
 }
 
 /// The validated configuration the server runs with.
@@ -147,6 +164,8 @@ pub struct Config {
     pub log: String,
     /// Secret for HS256 JWTs; `None` leaves the relay open.
     pub jwt_secret: Option<String>,
+    /// Accounts: token lifetimes.
+    pub accounts: AccountsConfig,
     /// How often Hocuspocus v4 sockets are pinged. Not a setting: it must stay well under the
     /// providers' own 30 s silence timeout; tests shorten it.
     pub hocuspocus_ping: Duration,
@@ -192,6 +211,14 @@ impl Config {
         if s.jwt_secret.as_ref().is_some_and(|secret| !secret.is_empty() && secret.len() < 16) {
             bail!("jwt_secret must be at least 16 bytes long");
         }
+        let access_token_secs = s.access_token_secs.unwrap_or(15 * 60);
+        let refresh_token_secs = s.refresh_token_secs.unwrap_or(30 * 24 * 3600);
+        if !(10..=24 * 3600).contains(&access_token_secs) {
+            bail!("access_token_secs must be between 10 and 86400, got {access_token_secs}");
+        }
+        if refresh_token_secs < access_token_secs {
+            bail!("refresh_token_secs must be at least access_token_secs");
+        }
         Ok(Self {
             listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             storage: StorageConfig {
@@ -210,6 +237,10 @@ impl Config {
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs.unwrap_or(10)),
             log: s.log.unwrap_or_else(|| "info".to_owned()),
             jwt_secret: s.jwt_secret.filter(|secret| !secret.is_empty()),
+            accounts: AccountsConfig {
+                access_ttl: Duration::from_secs(access_token_secs),
+                refresh_ttl: Duration::from_secs(refresh_token_secs),
+            },
             hocuspocus_ping: Duration::from_secs(15),
         })
     }

@@ -35,10 +35,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         Rooms::new(storage.clone(), config.rooms.clone(), metrics.clone(), tracker.clone(), shutdown.clone());
     let grace = config.shutdown_grace;
     let auth = auth::Auth::new(config.jwt_secret.as_deref());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let sessions = auth::sessions::Sessions::open(&storage, &config.accounts, now_ms).await?;
     let state = AppState {
         rooms,
         storage: storage.clone(),
         auth,
+        sessions,
         metrics,
         config: Arc::new(config),
         shutdown: shutdown.clone(),

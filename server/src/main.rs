@@ -12,7 +12,7 @@ use weft::config::{Cli, Command, Config, QuarantineCommand};
 
 fn main() -> anyhow::Result<()> {
     let settings = match Cli::parse().command {
-        Command::Serve(settings) => settings,
+        Command::Serve(settings) => *settings,
         Command::Quarantine { command } => return quarantine(command),
     };
     let config = Config::load(settings)?;

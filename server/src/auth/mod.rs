@@ -7,6 +7,11 @@
 //! (required), optional `scope` (`"read-write"`, the default, or `"readonly"`), and optional `docs`
 //! (document names the token is limited to; a trailing `*` matches a prefix).
 //! Accounts, workspaces and roles come later; this is the enforcement point they will feed.
+//!
+//! Weft's own accounts: [`passwords`] (argon2id) and [`sessions`] (access and refresh tokens).
+
+pub mod passwords;
+pub mod sessions;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;

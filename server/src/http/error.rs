@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use weft_sync_core::InvalidDocId;
 
 use crate::auth::AuthError;
+use crate::storage::StorageError;
 
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +27,65 @@ pub enum ApiError {
     /// The request's token is missing or invalid, or does not cover the document.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The request is malformed or a value is out of range: 400 with a specific code.
+    #[error("{message}")]
+    Invalid {
+        /// Stable, machine-readable reason.
+        code: &'static str,
+        /// What to fix.
+        message: String,
+    },
+    /// The body is larger than the route accepts.
+    #[error("the request body is too large")]
+    TooLarge,
+    /// Credentials or a session token were refused: 401 with a specific code.
+    #[error("{message}")]
+    Unauthenticated {
+        /// Stable, machine-readable reason.
+        code: &'static str,
+        /// What happened.
+        message: &'static str,
+    },
+    /// A unique value (an email address, a slug) is already taken.
+    #[error("this {0} is already taken")]
+    Taken(&'static str),
+    /// Storage failed; the detail is logged, not sent.
+    #[error("storage failed")]
+    Storage(StorageError),
+    /// Something else failed inside the server; the detail is logged, not sent.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Taken(what) => Self::Taken(what),
+            other => Self::Storage(other),
+        }
+    }
 }
 
 impl ApiError {
+    /// A 400 with `code` and `message`.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, message: message.into() }
+    }
+
+    /// The error for a JSON body axum could not read.
+    pub fn from_json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection;
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::invalid("invalid_content_type", "send the body as application/json")
+            }
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge
+            }
+            other => Self::invalid("invalid_body", other.body_text()),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -36,7 +93,12 @@ impl ApiError {
             Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(AuthError::NotForDocument) => StatusCode::FORBIDDEN,
-            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::Auth(_) | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Taken(_) => StatusCode::CONFLICT,
+            Self::Storage(StorageError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -48,12 +110,22 @@ impl ApiError {
             Self::NotReady(_) => "not_ready",
             Self::Auth(AuthError::NotForDocument) => "forbidden",
             Self::Auth(_) => "unauthorized",
+            Self::Invalid { code, .. } | Self::Unauthenticated { code, .. } => code,
+            Self::TooLarge => "too_large",
+            Self::Taken(_) => "taken",
+            Self::Storage(StorageError::Closed) => "not_ready",
+            Self::Storage(_) | Self::Internal(_) => "internal",
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        match &self {
+            Self::Storage(err) => tracing::error!(error = %err, "request failed in storage"),
+            Self::Internal(err) => tracing::error!(error = %err, "request failed"),
+            _ => {}
+        }
         let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
         (self.status(), Json(body)).into_response()
     }

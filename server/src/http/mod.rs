@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, shared handler state, health endpoints, and one module per
 //! WebSocket dialect.
 
+mod api;
 mod automerge;
 mod error;
 mod hocuspocus;
@@ -19,6 +20,7 @@ use tokio_util::task::TaskTracker;
 pub use error::ApiError;
 
 use crate::auth::Auth;
+use crate::auth::sessions::Sessions;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Token verification.
     pub auth: Auth,
+    /// Weft's own sessions (access and refresh tokens).
+    pub sessions: Sessions,
     /// The counters `/metrics` serves.
     pub metrics: Metrics,
     /// The running configuration.
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/yjs/{*doc_id}", get(yjs::upgrade))
         .route("/ws/hocuspocus", get(hocuspocus::upgrade))
         .route("/ws/automerge", get(automerge::upgrade))
+        .merge(api::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }

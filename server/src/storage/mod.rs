@@ -5,6 +5,7 @@
 //! transaction (group commit, see [`writer`]); reads run on pooled read-only connections on the
 //! blocking thread pool. Nothing here knows about peers or wire formats.
 
+pub mod accounts;
 pub mod quarantine;
 mod schema;
 mod writer;
@@ -135,6 +136,9 @@ pub enum StorageError {
     /// Storage is shutting down.
     #[error("storage is closed")]
     Closed,
+    /// A unique value (an email address, a slug) is already taken.
+    #[error("{0} is already taken")]
+    Taken(&'static str),
 }
 
 impl From<rusqlite::Error> for StorageError {
@@ -416,6 +420,24 @@ impl Storage {
         let (reply, done) = oneshot::channel();
         self.inner.writer.send(request(reply)).await.map_err(|_| StorageError::Closed)?;
         done.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs `job` on the writer thread inside the next group commit (in its own savepoint: an
+    /// error rolls back only this job) and returns its value once that commit is durable. Every
+    /// metadata write goes through here, typed by the module that owns its tables.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let job: writer::Job =
+            Box::new(move |conn| job(conn).map(|value| Box::new(value) as Box<dyn std::any::Any + Send>));
+        match self.write(|reply| WriteRequest::Run { job: Some(job), reply }).await? {
+            Done::Ran(value) => value
+                .downcast::<T>()
+                .map(|value| *value)
+                .map_err(|_| StorageError::Corrupt("a job's value has another type".into())),
+            other => Err(StorageError::Corrupt(format!("unexpected writer reply {other:?}"))),
+        }
     }
 
     /// Runs `f` on a pooled read-only connection on the blocking thread pool.

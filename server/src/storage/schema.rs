@@ -46,6 +46,47 @@ const MIGRATIONS: &[&str] = &[
          CHECK ((bytes IS NULL) <> (blob_key IS NULL))
      );
      CREATE INDEX quarantine_by_doc ON quarantine (doc);",
+    // 3: accounts: people, their refresh tokens (stored hashed), the server's own signing key,
+    //    and the audit log of security-relevant actions.
+    "CREATE TABLE users (
+         id            TEXT PRIMARY KEY,
+         email         TEXT UNIQUE COLLATE NOCASE,
+         name          TEXT NOT NULL,
+         avatar_url    TEXT,
+         status        TEXT NOT NULL DEFAULT 'available'
+                       CHECK (status IN ('available', 'away', 'busy', 'offline')),
+         password_hash TEXT,
+         issuer        TEXT,
+         subject       TEXT,
+         created_at    INTEGER NOT NULL,
+         UNIQUE (issuer, subject)
+     );
+     CREATE TABLE refresh_tokens (
+         id         TEXT PRIMARY KEY,
+         family     TEXT NOT NULL,
+         user_id    TEXT NOT NULL REFERENCES users (id),
+         hash       BLOB NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         used_at    INTEGER,
+         revoked_at INTEGER
+     );
+     CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family);
+     CREATE TABLE server_keys (
+         name       TEXT PRIMARY KEY,
+         secret     BLOB NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE audit (
+         id        INTEGER PRIMARY KEY,
+         at        INTEGER NOT NULL,
+         actor     TEXT,
+         action    TEXT NOT NULL,
+         target    TEXT,
+         address   TEXT,
+         detail    TEXT
+     );
+     CREATE INDEX audit_by_actor ON audit (actor, at);",
 ];
 
 /// Brings the database up to the latest schema.

@@ -6,6 +6,8 @@
 //! acknowledges the whole group. While it commits, the next group queues up, so under load the cost
 //! of a commit is shared by everyone who arrived during the previous one.
 
+use std::any::Any;
+
 use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -26,13 +28,51 @@ pub(super) enum SnapshotData {
 
 /// A request to the writer thread; every variant carries the channel its outcome goes to.
 pub(super) enum WriteRequest {
-    CreateDocument { name: String, crdt: Crdt, at_ms: i64, reply: Reply },
-    Append { doc: DocKey, updates: Vec<NewUpdate>, reply: Reply },
-    Compact { doc: DocKey, upto: u64, data: SnapshotData, at_ms: i64, reply: Reply },
-    Quarantine { doc: DocKey, items: Vec<(StoredItem, String)>, at_ms: i64, reply: Reply },
-    SetAside { doc: DocKey, upto: u64, data: SnapshotData, reason: String, at_ms: i64, reply: Reply },
-    Close { reply: Reply },
+    CreateDocument {
+        name: String,
+        crdt: Crdt,
+        at_ms: i64,
+        reply: Reply,
+    },
+    Append {
+        doc: DocKey,
+        updates: Vec<NewUpdate>,
+        reply: Reply,
+    },
+    Compact {
+        doc: DocKey,
+        upto: u64,
+        data: SnapshotData,
+        at_ms: i64,
+        reply: Reply,
+    },
+    Quarantine {
+        doc: DocKey,
+        items: Vec<(StoredItem, String)>,
+        at_ms: i64,
+        reply: Reply,
+    },
+    SetAside {
+        doc: DocKey,
+        upto: u64,
+        data: SnapshotData,
+        reason: String,
+        at_ms: i64,
+        reply: Reply,
+    },
+    /// A metadata write (accounts, workspaces, audit …): runs inside the group's transaction in
+    /// its own savepoint; its value reaches the caller once the group is committed.
+    Run {
+        job: Option<Job>,
+        reply: Reply,
+    },
+    Close {
+        reply: Reply,
+    },
 }
+
+/// What a [`WriteRequest::Run`] does with the writer's transaction.
+pub(super) type Job = Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, StorageError> + Send>;
 
 type Reply = oneshot::Sender<Result<Done, StorageError>>;
 
@@ -43,6 +83,7 @@ pub(super) enum Done {
     Appended,
     Compacted { replaced_blob: Option<String> },
     Quarantined,
+    Ran(Box<dyn Any + Send>),
     Closed,
 }
 
@@ -85,7 +126,7 @@ fn commit_group(conn: &mut Connection, batch: &mut Vec<WriteRequest>) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let committed = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction()?;
-        for request in batch.iter() {
+        for request in batch.iter_mut() {
             let savepoint = tx.savepoint()?;
             let outcome = execute(&savepoint, request);
             if outcome.is_ok() {
@@ -117,12 +158,19 @@ fn reply_of(request: WriteRequest) -> Reply {
         | WriteRequest::Compact { reply, .. }
         | WriteRequest::Quarantine { reply, .. }
         | WriteRequest::SetAside { reply, .. }
+        | WriteRequest::Run { reply, .. }
         | WriteRequest::Close { reply } => reply,
     }
 }
 
-fn execute(tx: &Connection, request: &WriteRequest) -> Result<Done, StorageError> {
-    match request {
+fn execute(tx: &Connection, request: &mut WriteRequest) -> Result<Done, StorageError> {
+    if let WriteRequest::Run { job, .. } = request
+        && let Some(job) = job.take()
+    {
+        return job(tx).map(Done::Ran);
+    }
+    match &*request {
+        WriteRequest::Run { .. } => Err(StorageError::Corrupt("a job ran twice".into())),
         WriteRequest::CreateDocument { name, crdt, at_ms, .. } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO documents (name, crdt, created_at) VALUES (?1, ?2, ?3)",

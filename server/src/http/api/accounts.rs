@@ -1,0 +1,255 @@
+//! Accounts and sessions: sign-up, log-in, refresh (rotating, with reuse detection), log-out,
+//! and the caller's profile (`/api/auth/*`, `/api/me`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{Body, Caller};
+use crate::auth::sessions::{self, random_id};
+use crate::auth::{AuthError, passwords};
+use crate::http::{ApiError, AppState};
+use crate::storage::accounts::{AuditEntry, Availability, NewUser, ProfileChange, Rotation, User};
+
+/// Longest display name, in characters.
+const MAX_NAME_CHARS: usize = 100;
+/// Longest avatar URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/signup", post(signup))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/refresh", post(refresh))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/me", get(me).patch(update_me))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignUp {
+    email: String,
+    password: String,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogIn {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshToken {
+    refresh_token: String,
+}
+
+/// What sign-up, log-in and refresh answer.
+#[derive(Debug, Serialize)]
+struct Session {
+    user: User,
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+}
+
+/// A normalised email address, or a 400 saying why not. Deliberately loose (one `@`, something
+/// on each side, no spaces): the address is proven by mail, not by a pattern.
+fn email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !domain.starts_with('.')
+        });
+    if valid { Ok(email) } else { Err(ApiError::invalid("invalid_email", "not an email address")) }
+}
+
+fn password(raw: &str) -> Result<String, ApiError> {
+    if raw.chars().count() < passwords::MIN_CHARS {
+        return Err(ApiError::invalid(
+            "weak_password",
+            format!("a password needs at least {} characters", passwords::MIN_CHARS),
+        ));
+    }
+    if raw.len() > passwords::MAX_BYTES {
+        return Err(ApiError::invalid(
+            "invalid_password",
+            format!("a password may have at most {} bytes", passwords::MAX_BYTES),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn display_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!("a name has 1 to {MAX_NAME_CHARS} characters and no control characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn avatar_url(raw: &str) -> Result<String, ApiError> {
+    let parsed = url::Url::parse(raw).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+    match parsed {
+        Some(_) if raw.len() <= MAX_URL_BYTES => Ok(raw.to_owned()),
+        _ => Err(ApiError::invalid(
+            "invalid_avatar_url",
+            "an avatar URL is an http(s) URL of at most 2048 bytes",
+        )),
+    }
+}
+
+/// Starts a session for `user`: a new refresh-token family, stored with `audit`.
+async fn start(state: &AppState, user: User, action: &'static str) -> Result<Session, ApiError> {
+    let now = now_ms();
+    let (refresh_token, stored) = state.sessions.new_refresh(None, now)?;
+    let audit = AuditEntry { action, target: Some(stored.family.clone()), ..AuditEntry::default() };
+    state.storage.start_session(&user.id, stored, audit, now).await?;
+    let access = state.sessions.issue_access(&user.id, now)?;
+    Ok(Session {
+        user,
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token,
+    })
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    Body(body): Body<SignUp>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let email = email(&body.email)?;
+    let password = password(&body.password)?;
+    let name = match &body.name {
+        Some(name) => display_name(name)?,
+        None => email.split('@').next().unwrap_or_default().to_owned(),
+    };
+    let new = NewUser {
+        id: random_id()?,
+        email: Some(email),
+        name,
+        password_hash: Some(passwords::hash(password).await?),
+        external: None,
+    };
+    let audit = AuditEntry { action: "account.signup", ..AuditEntry::default() };
+    let user = state.storage.create_user(new, audit, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(start(&state, user, "session.login").await?)))
+}
+
+async fn login(State(state): State<AppState>, Body(body): Body<LogIn>) -> Result<Json<Session>, ApiError> {
+    let refused =
+        || ApiError::Unauthenticated { code: "invalid_credentials", message: "wrong email or password" };
+    let email = email(&body.email).map_err(|_| refused())?;
+    let found = state.storage.user_by_email(&email).await?;
+    let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), hash));
+    if !passwords::verify(body.password, hash).await {
+        let audit = AuditEntry {
+            actor: user.map(|u| u.id),
+            action: "session.login_failed",
+            target: Some(email),
+            ..AuditEntry::default()
+        };
+        state.storage.audit(audit, now_ms()).await?;
+        return Err(refused());
+    }
+    let user = user.ok_or_else(refused)?;
+    Ok(Json(start(&state, user, "session.login").await?))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Body(body): Body<RefreshToken>,
+) -> Result<Json<Session>, ApiError> {
+    let refused = || ApiError::Unauthenticated {
+        code: "invalid_refresh_token",
+        message: "the refresh token is unknown, expired, revoked or already used",
+    };
+    let (id, hash) = sessions::parse_refresh(&body.refresh_token).ok_or_else(refused)?;
+    let now = now_ms();
+    let (refresh_token, next) = state.sessions.new_refresh(None, now)?;
+    let user_id = match state.storage.rotate_refresh(&id, hash, next, None, now).await? {
+        Rotation::Rotated(user_id) => user_id,
+        Rotation::Reused => {
+            return Err(ApiError::Unauthenticated {
+                code: "refresh_token_reused",
+                message: "this refresh token was used before; every session token from it is revoked — log in again",
+            });
+        }
+        Rotation::Refused => return Err(refused()),
+    };
+    let user = state.storage.user(&user_id).await?.ok_or_else(refused)?;
+    let access = state.sessions.issue_access(&user.id, now)?;
+    Ok(Json(Session {
+        user,
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token,
+    }))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Body(body): Body<RefreshToken>,
+) -> Result<StatusCode, ApiError> {
+    let refused =
+        || ApiError::Unauthenticated { code: "invalid_refresh_token", message: "unknown refresh token" };
+    let (id, hash) = sessions::parse_refresh(&body.refresh_token).ok_or_else(refused)?;
+    state.storage.end_session(&id, hash, None, now_ms()).await?.ok_or_else(refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>, ApiError> {
+    state
+        .storage
+        .user(&caller.user_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::Auth(AuthError::Invalid("the token names an account that does not exist".into())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilePatch {
+    name: Option<String>,
+    /// `null` removes the picture; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    avatar_url: Option<Option<String>>,
+    status: Option<Availability>,
+}
+
+/// Tells a JSON `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(patch): Body<ProfilePatch>,
+) -> Result<Json<User>, ApiError> {
+    let change = ProfileChange {
+        name: patch.name.as_deref().map(display_name).transpose()?,
+        avatar_url: patch.avatar_url.map(|url| url.as_deref().map(avatar_url).transpose()).transpose()?,
+        status: patch.status,
+    };
+    let user = state.storage.update_profile(&caller.user_id, change).await?;
+    user.map(Json)
+        .ok_or(ApiError::Auth(AuthError::Invalid("the token names an account that does not exist".into())))
+}

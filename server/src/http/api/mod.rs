@@ -1,0 +1,61 @@
+//! The REST API under `/api`: one module per resource, one error type ([`ApiError`]), and the
+//! two extractors every route uses — [`Body`] (a JSON body whose every rejection is a 4xx JSON
+//! error) and [`Caller`] (the person an access token names).
+
+mod accounts;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+use crate::auth::AuthError;
+
+/// Largest JSON body an API route reads.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every `/api` route.
+pub fn routes() -> Router<AppState> {
+    accounts::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// A JSON request body; malformed, oversized or mistyped bodies get a 400 (413 when too large)
+/// with the JSON error body, never axum's plain-text rejection.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::from_json_rejection(rejection)),
+        }
+    }
+}
+
+/// The person an `Authorization: Bearer` access token names.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Their user id.
+    pub user_id: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Auth(AuthError::Missing))?;
+        let user_id = state.sessions.verify_access(token)?;
+        Ok(Self { user_id })
+    }
+}

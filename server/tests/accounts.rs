@@ -1,0 +1,242 @@
+//! Accounts end to end, over real HTTP against the real server: sign-up, log-in, the profile,
+//! refresh-token rotation and reuse detection, log-out, and bad input — every refusal a 4xx with
+//! the JSON error body.
+
+mod common;
+
+use common::{TestServer, temp_dir};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(server: &TestServer) -> Self {
+        Self { base: format!("http://{}", server.addr), http: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        read(response).await
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    async fn signup(&self, email: &str, password: &str) -> Value {
+        let (status, body) =
+            self.post("/api/auth/signup", json!({ "email": email, "password": password })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("a JSON body") };
+    (status, body)
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("an error body: {body}"))
+}
+
+#[tokio::test]
+async fn sign_up_log_in_and_edit_the_profile() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+
+    let session = api.signup("Ada@Example.com ", "correct horse").await;
+    assert_eq!(session["user"]["email"], "ada@example.com");
+    assert_eq!(session["user"]["name"], "ada");
+    assert_eq!(session["user"]["status"], "available");
+    assert_eq!(session["token_type"], "Bearer");
+    assert_eq!(session["expires_in"], 900, "access tokens live 15 minutes by default");
+    let access = session["access_token"].as_str().unwrap();
+
+    let (status, me) = api.get("/api/me", Some(access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], session["user"]["id"]);
+
+    let (status, me) = api
+        .patch(
+            "/api/me",
+            access,
+            json!({ "name": "Ada Lovelace", "avatar_url": "https://example.com/ada.png", "status": "busy" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!((me["name"].as_str(), me["status"].as_str()), (Some("Ada Lovelace"), Some("busy")));
+    let (_, me) = api.patch("/api/me", access, json!({ "avatar_url": null })).await;
+    assert_eq!(me["avatar_url"], Value::Null);
+    assert_eq!(me["name"], "Ada Lovelace", "absent fields stay as they are");
+
+    for (patch, expected) in [
+        (json!({ "avatar_url": "javascript:alert(1)" }), "invalid_avatar_url"),
+        (json!({ "name": "" }), "invalid_name"),
+        (json!({ "name": "x".repeat(101) }), "invalid_name"),
+        (json!({ "status": "asleep" }), "invalid_body"),
+        (json!({ "role": "owner" }), "invalid_body"),
+    ] {
+        let (status, body) = api.patch("/api/me", access, patch.clone()).await;
+        assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, expected), "{patch}");
+    }
+
+    // The same address, in any case, cannot sign up twice.
+    let (status, body) =
+        api.post("/api/auth/signup", json!({ "email": "ADA@example.com", "password": "another one" })).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "taken"));
+
+    // Log-in: a wrong password and an unknown address get the same answer.
+    for (email, password) in [("ada@example.com", "wrong horse"), ("nobody@example.com", "correct horse")] {
+        let (status, body) =
+            api.post("/api/auth/login", json!({ "email": email, "password": password })).await;
+        assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    }
+    let (status, body) =
+        api.post("/api/auth/login", json!({ "email": "ada@EXAMPLE.com", "password": "correct horse" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["name"], "Ada Lovelace");
+
+    // Sessions outlive a restart: the signing secret is in the database.
+    let server = server.restart().await;
+    let api = Api::new(&server);
+    let (status, _) = api.get("/api/me", body["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The audit log saw the sign-up, both log-ins and the failed attempt.
+    server.stop().await;
+    let storage =
+        weft::storage::Storage::open(&weft::Config::with_data_dir(dir.path()).storage).await.unwrap();
+    let user = storage.user_by_email("ada@example.com").await.unwrap().unwrap().0;
+    let actions: Vec<String> =
+        storage.audit_of(&user.id, 10).await.unwrap().into_iter().map(|e| e.1).collect();
+    for expected in ["account.signup", "session.login", "session.login_failed"] {
+        assert!(actions.iter().any(|a| a == expected), "{expected} in {actions:?}");
+    }
+    storage.close().await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let first = api.signup("grace@example.com", "hopper1906").await;
+    let first_refresh = first["refresh_token"].as_str().unwrap().to_owned();
+
+    let (status, second) = api.post("/api/auth/refresh", json!({ "refresh_token": first_refresh })).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let second_refresh = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first_refresh, "a refresh token is used once");
+    let (status, _) = api.get("/api/me", second["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Someone replays the first token: the whole family is revoked, the current token included.
+    let (status, body) = api.post("/api/auth/refresh", json!({ "refresh_token": first_refresh })).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "refresh_token_reused"));
+    let (status, body) = api.post("/api/auth/refresh", json!({ "refresh_token": second_refresh })).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "invalid_refresh_token"));
+
+    // A fresh log-in starts a new family; logging out ends it.
+    let (_, session) =
+        api.post("/api/auth/login", json!({ "email": "grace@example.com", "password": "hopper1906" })).await;
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = api.post("/api/auth/logout", json!({ "refresh_token": refresh })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api.post("/api/auth/refresh", json!({ "refresh_token": refresh })).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "invalid_refresh_token"));
+
+    // Tokens that are not tokens.
+    for token in ["", "garbage", "a.b.c", &format!("{}x", &refresh[..refresh.len() - 1])] {
+        let (status, body) = api.post("/api/auth/refresh", json!({ "refresh_token": token })).await;
+        assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "invalid_refresh_token"), "{token:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let url = format!("{}/api/auth/signup", api.base);
+
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            api.http.post(&url).header("content-type", "application/json").body("{not json"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            api.http.post(&url).body(r#"{"email":"a@b.c","password":"12345678"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_content_type",
+        ),
+        (api.http.post(&url).json(&json!({ "email": "a@b.c" })), StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            api.http.post(&url).json(&json!({ "email": "not-an-address", "password": "12345678" })),
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+        ),
+        (
+            api.http.post(&url).json(&json!({ "email": "a@b.c", "password": "short" })),
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+        ),
+        (
+            api.http.post(&url).json(&json!({ "email": "a@b.c", "password": "p".repeat(2000) })),
+            StatusCode::BAD_REQUEST,
+            "invalid_password",
+        ),
+        (
+            api.http.post(&url).json(&json!({ "email": "a@b.c", "password": "x".repeat(100_000) })),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (api.http.get(format!("{}/api/me", api.base)), StatusCode::UNAUTHORIZED, "unauthorized"),
+        (
+            api.http.get(format!("{}/api/me", api.base)).bearer_auth("not.a.jwt"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (api.http.get(format!("{}/api/nothing", api.base)), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (request, status, expected) in cases {
+        let (got, body) = read(request.send().await.unwrap()).await;
+        assert_eq!((got, code(&body)), (status, expected), "{body}");
+    }
+
+    // An access token signed by someone else is refused.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "sub": "someone", "iss": "weft", "aud": "weft", "exp": 4_000_000_000u64 }),
+        &jsonwebtoken::EncodingKey::from_secret(b"not the server's secret"),
+    )
+    .unwrap();
+    let (status, body) = api.get("/api/me", Some(&forged)).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    server.stop().await;
+}
