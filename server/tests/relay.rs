@@ -161,7 +161,24 @@ async fn bad_input_gets_its_close_code_and_corrupts_nothing() {
     good.wait_acknowledged(WAIT).await.unwrap();
 
     let valid_sv = Doc::new().transact().state_vector().encode_v1();
+    // An item in root "t" holding one value: arrays nested 200,000 deep (yrs alone would recurse
+    // once per level and overflow the stack, aborting the server).
+    let mut nested = vec![1, 1, 1, 0, 8, 1, 1, b't', 1];
+    nested.extend(std::iter::repeat_n([117u8, 1], 200_000).flatten());
+    nested.extend([126, 0]);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "a step 1 declaring 2^29 state vector entries in 5 bytes",
+            vec![0, 0, 5, 0x80, 0x80, 0x80, 0x80, 2],
+            4422,
+        ),
+        ("an update declaring 2^28 clients in 5 bytes", vec![0, 2, 5, 0x80, 0x80, 0x80, 0x80, 1], 4422),
+        (
+            "a step 2 whose map value declares 2^27 entries",
+            vec![0, 1, 14, 1, 1, 1, 0, 8, 1, 1, b't', 1, 118, 0x80, 0x80, 0x80, 0x40],
+            4422,
+        ),
+        ("an update of values nested 200,000 deep", Message::Update(nested.into()).encode().to_vec(), 4422),
         ("garbage bytes", vec![0xde, 0xad, 0xbe, 0xef, 0x42], 4400),
         ("a truncated varint", vec![0x80, 0x80, 0x80], 4400),
         ("an unknown message type", vec![9, 1, 2, 3], 4400),

@@ -11,112 +11,14 @@
 //!
 //! yrs does not expose an item's parent, so [`Anchors`] keeps its own index: for each client, runs
 //! of clocks and the place their items went, appended as updates are applied (consecutive items in
-//! one place share a run, so an editing session costs one entry). [`scan`] reads an update's items
-//! with yrs's own decoder.
+//! one place share a run, so an editing session costs one entry). [`super::scan`] reads an
+//! update's items.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use yrs::block::{ClientID, ID, ItemContent};
-use yrs::encoding::read::{Cursor, Read};
-use yrs::updates::decoder::{Decoder, DecoderV1};
+use yrs::block::{ClientID, ID};
 
-/// yrs's struct info values and flags (yrs `block.rs`; the Yjs v1 format).
-const GC: u8 = 0;
-const SKIP: u8 = 10;
-const HAS_ORIGIN: u8 = 0b1000_0000;
-const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
-const HAS_PARENT_SUB: u8 = 0b0010_0000;
-
-/// The type an item belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Parent {
-    /// A root type, by name.
-    Root(Arc<str>),
-    /// A nested type: the id of the item that holds it.
-    Nested(ID),
-}
-
-/// Where an item went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Place {
-    /// Garbage-collected: in no list (yrs collects an item whose origin is collected).
-    Collected,
-    /// In `parent`'s sequence (`key` `None`) or under map key `key`.
-    In { parent: Parent, key: Option<Arc<str>> },
-}
-
-/// One struct of an update, as [`scan`] read it.
-#[derive(Clone, Debug)]
-pub(crate) struct Struct {
-    id: ID,
-    len: u32,
-    kind: Kind,
-}
-
-#[derive(Clone, Debug)]
-enum Kind {
-    Collected,
-    Item { origin: Option<ID>, right_origin: Option<ID>, place: Option<Place> },
-}
-
-/// Reads the structs of a v1 update (the delete set is not needed here).
-///
-/// # Errors
-/// yrs's decoding error, as text, when the update does not decode.
-pub(crate) fn scan(update: &[u8]) -> Result<Vec<Struct>, String> {
-    let mut decoder = DecoderV1::new(Cursor::new(update));
-    let error = |e: yrs::encoding::read::Error| e.to_string();
-    let clients: u32 = decoder.read_var().map_err(error)?;
-    let mut structs = Vec::new();
-    for _ in 0..clients {
-        let count: u32 = decoder.read_var().map_err(error)?;
-        let client = decoder.read_client().map_err(error)?;
-        let mut clock: u32 = decoder.read_var().map_err(error)?;
-        for _ in 0..count {
-            let id = ID::new(client, clock);
-            let info = decoder.read_info().map_err(error)?;
-            let (len, kind) = match info {
-                SKIP => (decoder.read_var().map_err(error)?, None),
-                GC => (decoder.read_len().map_err(error)?, Some(Kind::Collected)),
-                info => {
-                    let origin = if info & HAS_ORIGIN != 0 {
-                        Some(decoder.read_left_id().map_err(error)?)
-                    } else {
-                        None
-                    };
-                    let right_origin = if info & HAS_RIGHT_ORIGIN != 0 {
-                        Some(decoder.read_right_id().map_err(error)?)
-                    } else {
-                        None
-                    };
-                    let place = if origin.is_none() && right_origin.is_none() {
-                        let parent = if decoder.read_parent_info().map_err(error)? {
-                            Parent::Root(decoder.read_string().map_err(error)?.into())
-                        } else {
-                            Parent::Nested(decoder.read_left_id().map_err(error)?)
-                        };
-                        let key = if info & HAS_PARENT_SUB != 0 {
-                            Some(decoder.read_string().map_err(error)?.into())
-                        } else {
-                            None
-                        };
-                        Some(Place::In { parent, key })
-                    } else {
-                        None
-                    };
-                    let content = ItemContent::decode(&mut decoder, info).map_err(|e| e.to_string())?;
-                    (content.len_utf16(), Some(Kind::Item { origin, right_origin, place }))
-                }
-            };
-            if let Some(kind) = kind {
-                structs.push(Struct { id, len, kind });
-            }
-            clock = clock.checked_add(len).ok_or("clock overflows")?;
-        }
-    }
-    Ok(structs)
-}
+use super::scan::{Kind, Place, Struct};
 
 /// A run of one client's clocks whose items went to one place.
 #[derive(Clone, Debug)]
@@ -299,7 +201,9 @@ mod tests {
         e.write_client(yrs::block::ClientID::new(client));
         e.write_var(clock);
         let [left, right] = origins;
-        let info = 4 | left.map_or(0, |_| super::HAS_ORIGIN) | right.map_or(0, |_| super::HAS_RIGHT_ORIGIN);
+        let info = 4
+            | left.map_or(0, |_| crate::yjs::scan::HAS_ORIGIN)
+            | right.map_or(0, |_| crate::yjs::scan::HAS_RIGHT_ORIGIN);
         e.write_info(info);
         if let Some((c, k)) = left {
             e.write_left_id(&yrs::ID::new(yrs::block::ClientID::new(c), k));

@@ -7,6 +7,7 @@ pub mod client;
 pub mod codec;
 pub mod relay;
 pub mod replica;
+mod scan;
 
 pub use awareness::{AwarenessEntry, AwarenessStates};
 pub use client::{ClientError, YjsClient, acknowledged_prefix};

@@ -7,6 +7,9 @@
 //!
 //! The rules (what keeps "the replica can encode its full state, and that encoding loads" true
 //! after every accepted update, without an O(document) check per update):
+//! - **Bounded**: [`super::scan`] reads the bytes first and refuses counts the bytes cannot carry
+//!   and `Any` values nested deeper than [`super::scan::MAX_DEPTH`]; yrs would reserve memory as
+//!   declared and recurse without limit.
 //! - **Canonical**: an update must decode, and re-encoding it must give an update that decodes to
 //!   the same insertions and deletions. A crafted update whose blocks overlap, repeat a client or
 //!   carry content yrs cannot write back fails here, before it touches the replica.
@@ -36,7 +39,8 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, IdSet, ReadTxn, StateVector, Transact, Update};
 
-use super::anchors::{self, Anchors, Struct};
+use super::anchors::Anchors;
+use super::scan::{self, Struct};
 use crate::contain::{CrdtFailure, contain, contain_infallible};
 
 /// A Yjs document whose every library call is contained. See the module documentation.
@@ -128,6 +132,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when it does not decode, or is not canonical.
     pub fn decode(update: &[u8]) -> Result<Decoded, CrdtFailure> {
+        let structs = contain("scan update", || scan::update(update))?;
         let decoded = contain("decode update", || Update::decode_v1(update))?;
         let reencoded = contain_infallible("re-encode update", || decoded.encode_v1())?;
         let again = contain("decode re-encoded update", || Update::decode_v1(&reencoded)).map_err(|f| {
@@ -143,7 +148,6 @@ impl YjsReplica {
                 "its blocks overlap, repeat a client or are out of order",
             ));
         }
-        let structs = contain("scan update", || anchors::scan(update))?;
         Ok(Decoded { update: decoded, structs })
     }
 
@@ -152,6 +156,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when it does not decode.
     pub fn decode_state_vector(sv: &[u8]) -> Result<StateVector, CrdtFailure> {
+        contain("scan state vector", || scan::state_vector(sv))?;
         contain("decode state vector", || StateVector::decode_v1(sv))
     }
 
