@@ -90,11 +90,13 @@ impl Sim {
         match u.int_in_range(0..=11u8)? {
             0 => self.join(k, u.ratio(1, 8)?),
             1 => self.leave(k),
-            2 | 3 => {
-                let update = self.edit(k, u)?;
-                self.honest.push(update.clone());
-                self.send(k, Message::Update(update));
-            }
+            2 | 3 => match self.edit(k, u)? {
+                Some(update) => {
+                    self.honest.push(update.clone());
+                    self.send(k, Message::Update(update));
+                }
+                None => self.reset_peer(k),
+            },
             4 => {
                 let payload = Bytes::from(u.arbitrary::<Vec<u8>>()?);
                 let message = match u.int_in_range(0..=4u8)? {
@@ -160,39 +162,48 @@ impl Sim {
         }
     }
 
-    /// One honest edit on peer `k`'s document; returns its update.
-    fn edit(&mut self, k: usize, u: &mut Unstructured) -> Result<Bytes> {
-        let doc = &self.peers[k].doc;
+    /// One honest edit on peer `k`'s document; returns its update, or `None` when yrs panicked on
+    /// the peer's own document (then the peer starts over, as a real client must).
+    ///
+    /// That happens on content a hostile peer may legally write: Yjs does not tie a root name to a
+    /// type, so a forged update can put array content (`ContentAny`) into the root the honest
+    /// editors read as text, and yrs's `Text::remove_range` then panics on it (Yjs in JavaScript
+    /// skips it). The relay cannot refuse such content without knowing the layout of the document;
+    /// see `docs/fuzzing.md` (type confusion).
+    fn edit(&mut self, k: usize, u: &mut Unstructured) -> Result<Option<Bytes>> {
+        let doc = self.peers[k].doc.clone();
         let text = doc.get_or_insert_text("t");
         let map = doc.get_or_insert_map("m");
         let array = doc.get_or_insert_array("a");
-        let mut txn = doc.transact_mut();
-        match u.int_in_range(0..=3u8)? {
-            0 => {
-                let len = text.len(&txn);
-                let at = u.int_in_range(0..=len)?;
-                let s = ascii(u, 8)?;
-                text.insert(&mut txn, at, if s.is_empty() { "x" } else { &s });
-            }
-            1 => {
-                let len = text.len(&txn);
-                if len > 0 {
-                    let at = u.int_in_range(0..=len - 1)?;
-                    let n = u.int_in_range(1..=len - at)?;
-                    text.remove_range(&mut txn, at, n);
+        let edited = peer_write(&doc, |txn| -> Result<Bytes> {
+            match u.int_in_range(0..=3u8)? {
+                0 => {
+                    let len = text.len(txn);
+                    let at = u.int_in_range(0..=len)?;
+                    let s = ascii(u, 8)?;
+                    text.insert(txn, at, if s.is_empty() { "x" } else { &s });
+                }
+                1 => {
+                    let len = text.len(txn);
+                    if len > 0 {
+                        let at = u.int_in_range(0..=len - 1)?;
+                        let n = u.int_in_range(1..=len - at)?;
+                        text.remove_range(txn, at, n);
+                    }
+                }
+                2 => {
+                    let key = format!("k{}", u.int_in_range(0..=3u8)?);
+                    map.insert(txn, key, u.arbitrary::<i64>()?);
+                }
+                _ => {
+                    let len = array.len(txn);
+                    let at = u.int_in_range(0..=len)?;
+                    array.insert(txn, at, u.arbitrary::<bool>()?);
                 }
             }
-            2 => {
-                let key = format!("k{}", u.int_in_range(0..=3u8)?);
-                map.insert(&mut txn, key, u.arbitrary::<i64>()?);
-            }
-            _ => {
-                let len = array.len(&txn);
-                let at = u.int_in_range(0..=len)?;
-                array.insert(&mut txn, at, u.arbitrary::<bool>()?);
-            }
-        }
-        Ok(Bytes::from(txn.encode_update_v1()))
+            Ok(Bytes::from(txn.encode_update_v1()))
+        });
+        edited.transpose()
     }
 
     /// Sends what an honest peer did not write. Yjs does not tie a client id to a connection: an
@@ -282,10 +293,8 @@ impl Sim {
                 }
                 Message::SyncStep2(update) | Message::Update(update) => {
                     let decoded = Update::decode_v1(&update).expect("the relay sends updates that decode");
-                    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.peers[k].doc.transact_mut().apply_update(decoded)
-                    }));
-                    if !matches!(applied, Ok(Ok(()))) {
+                    let applied = peer_write(&self.peers[k].doc, |txn| txn.apply_update(decoded));
+                    if !matches!(applied, Some(Ok(()))) {
                         // yrs on the peer's side failed on what the relay sent: start that peer over.
                         self.reset_peer(k);
                         return;
@@ -455,4 +464,16 @@ pub(crate) fn corrupt(u: &mut Unstructured, original: &[u8]) -> Result<Bytes> {
         }
     }
     Ok(Bytes::from(bytes))
+}
+
+/// Runs `edit` in a write transaction on an honest peer's own document, committed when `edit`
+/// returns; `None` when yrs panicked. The transaction is then leaked, not dropped: yrs commits in
+/// `Drop`, and a second panic in that commit would abort the process past any `catch_unwind`
+/// (Weft's replica does the same; see `weft_sync_core::yjs::replica`). The peer's document stays
+/// locked, so the caller must start the peer over.
+fn peer_write<T>(doc: &Doc, edit: impl FnOnce(&mut yrs::TransactionMut<'_>) -> T) -> Option<T> {
+    let mut txn = std::mem::ManuallyDrop::new(doc.transact_mut());
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| edit(&mut txn))).ok()?;
+    drop(std::mem::ManuallyDrop::into_inner(txn));
+    Some(out)
 }

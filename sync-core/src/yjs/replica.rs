@@ -165,7 +165,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs panics.
     pub fn state_vector(&self) -> Result<StateVector, CrdtFailure> {
-        contain_infallible("read state vector", || self.doc.transact().state_vector())
+        contain_infallible("read state vector", || reading(&self.doc).state_vector())
     }
 
     /// Applies a decoded update, which must integrate completely. `origin`, when given, is the
@@ -178,19 +178,16 @@ impl YjsReplica {
         let relation = self.relation(&update)?;
         let placed = contain("check update", || self.anchors.check(&update.structs))?;
         let Decoded { update, .. } = update;
-        let doc = &self.doc;
         let applied = contain("apply update", || {
-            let mut txn = match origin {
-                Some(origin) => doc.transact_mut_with(origin),
-                None => doc.transact_mut(),
-            };
-            txn.apply_update(update).map_err(|err| err.to_string())?;
-            if txn.has_missing_updates() {
-                return Err("it refers to content this replica does not have".to_owned());
-            }
-            Ok(match relation {
-                Relation::New => Applied::AsSent,
-                Relation::Resends | Relation::Overlaps => Applied::Gained(txn.encode_update_v1()),
+            write(&self.doc, origin, |txn| {
+                txn.apply_update(update).map_err(|err| err.to_string())?;
+                if txn.has_missing_updates() {
+                    return Err("it refers to content this replica does not have".to_owned());
+                }
+                Ok(match relation {
+                    Relation::New => Applied::AsSent,
+                    Relation::Resends | Relation::Overlaps => Applied::Gained(txn.encode_update_v1()),
+                })
             })
         })?;
         self.anchors.record(placed);
@@ -232,7 +229,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs fails or panics; the document may then hold part of the update.
     pub fn apply_remote(&mut self, update: Decoded, origin: &str) -> Result<(), CrdtFailure> {
-        contain("apply update", || self.doc.transact_mut_with(origin).apply_update(update.update))
+        contain("apply update", || write(&self.doc, Some(origin), |txn| txn.apply_update(update.update)))
     }
 
     /// The whole state as one v1 update.
@@ -248,7 +245,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs panics.
     pub fn encode_diff(&self, sv: &StateVector) -> Result<Vec<u8>, CrdtFailure> {
-        contain_infallible("encode state", || self.doc.transact().encode_state_as_update_v1(sv))
+        contain_infallible("encode state", || reading(&self.doc).encode_state_as_update_v1(sv))
     }
 
     /// The state vector, v1-encoded.
@@ -256,7 +253,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs panics.
     pub fn encode_state_vector(&self) -> Result<Vec<u8>, CrdtFailure> {
-        contain_infallible("encode state vector", || self.doc.transact().state_vector().encode_v1())
+        contain_infallible("encode state vector", || reading(&self.doc).state_vector().encode_v1())
     }
 
     /// Whether the document already holds everything `update` carries: every inserted item and every
@@ -266,7 +263,7 @@ impl YjsReplica {
     /// [`CrdtFailure`] when yrs panics.
     pub fn contains(&self, update: &Update) -> Result<bool, CrdtFailure> {
         contain_infallible("compare with state", || {
-            let txn = self.doc.transact();
+            let txn = reading(&self.doc);
             let known = txn.state_vector();
             let inserted_known = update
                 .insertions(true)
@@ -314,7 +311,7 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when yrs panics.
     pub fn state_check(&self) -> Result<StateCheck, CrdtFailure> {
-        contain_infallible("read snapshot", || StateCheck(self.doc.transact().snapshot()))
+        contain_infallible("read snapshot", || StateCheck(reading(&self.doc).snapshot()))
     }
 
     /// Checks the rule every replica keeps: its full state encodes, and the encoding loads into a
@@ -335,7 +332,10 @@ impl YjsReplica {
     /// # Errors
     /// [`CrdtFailure`] when `read` panics.
     pub fn read<T>(&self, read: impl FnOnce(&Doc) -> T) -> Result<T, CrdtFailure> {
-        contain_infallible("read document", || read(&self.doc))
+        contain_infallible("read document", || {
+            drop(reading(&self.doc));
+            read(&self.doc)
+        })
     }
 }
 
@@ -367,6 +367,34 @@ pub fn merge<'a>(updates: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>,
 }
 
 /// Whether two id sets name the same ids, however their ranges are split.
+/// Runs `edit` in a write transaction on `doc`, which commits when `edit` returns.
+///
+/// yrs commits a transaction in its `Drop`. When `edit` panics (yrs does on some crafted updates),
+/// unwinding would drop the transaction and commit half-applied state, and a second panic inside
+/// that commit aborts the process: no `catch_unwind` can contain it (found by fuzzing: "thread
+/// caused non-unwinding panic"). So the transaction is only dropped on the way out of a returning
+/// `edit`; on a panic it is leaked, uncommitted, and the document stays locked, which is what the
+/// caller wants of a replica it must discard anyway: every later call on it fails, contained,
+/// through [`reading`] (the leaked transaction and the document it holds are not freed).
+fn write<T>(doc: &Doc, origin: Option<&str>, edit: impl FnOnce(&mut yrs::TransactionMut<'_>) -> T) -> T {
+    let txn = match origin {
+        Some(origin) => doc.try_transact_mut_with(origin),
+        None => doc.try_transact_mut(),
+    };
+    let mut txn = std::mem::ManuallyDrop::new(txn.expect(LOCKED));
+    let out = edit(&mut txn);
+    drop(std::mem::ManuallyDrop::into_inner(txn));
+    out
+}
+
+/// A read transaction on `doc`. yrs's own `transact` would block forever on a document that a
+/// failed [`write`] left locked; this panics instead, inside the caller's containment.
+fn reading(doc: &Doc) -> yrs::Transaction<'_> {
+    doc.try_transact().expect(LOCKED)
+}
+
+const LOCKED: &str = "the document is locked by a transaction a failed update left open";
+
 fn same_ids(a: &IdSet, b: &IdSet) -> bool {
     a.diff(b).is_empty() && b.diff(a).is_empty()
 }
@@ -435,5 +463,24 @@ mod tests {
         replica.apply(YjsReplica::decode(&typed(2, "two")).unwrap(), None).unwrap();
         assert!(verify_snapshot(&state, &replica.state_check().unwrap()).is_err());
         assert!(verify_snapshot(&[1, 2, 3], &check).is_err());
+    }
+
+    #[test]
+    fn a_panic_inside_a_write_leaves_the_replica_failing_not_blocked() {
+        let replica = YjsReplica::new();
+        let text = replica.doc.get_or_insert_text("t");
+        let panicked = contain_infallible("edit", || {
+            write(&replica.doc, None, |txn| {
+                text.push(txn, "half");
+                panic!("yrs failed mid-edit");
+            })
+        })
+        .unwrap_err();
+        assert!(panicked.panicked, "{panicked}");
+        // The transaction was neither committed nor released: every later call fails, contained,
+        // instead of waiting forever for the lock.
+        let after = replica.state_vector().unwrap_err();
+        assert!(after.panicked && after.detail.contains("locked"), "{after}");
+        assert!(replica.encode_state().is_err() && replica.read(|_| ()).is_err());
     }
 }
