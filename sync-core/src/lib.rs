@@ -5,6 +5,7 @@
 //! calls, outputs leave through `poll_*` calls or return values. That is what lets the same logic run in
 //! the relay, in the SDK and in deterministic simulations.
 
+pub mod access;
 pub mod automerge;
 pub mod close;
 pub mod contain;
