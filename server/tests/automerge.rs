@@ -129,6 +129,15 @@ impl Peer {
         self.send(message).await;
     }
 
+    /// Applies a sync message from the server and answers it, as a repo does.
+    async fn receive(&mut self, sync: DocSync) {
+        let message = sync::Message::decode(&sync.data).expect("valid sync message");
+        let replica = self.replica(&sync.document_id);
+        replica.server_heads = message.heads.clone();
+        replica.doc.receive_sync_message(&mut replica.state, message).expect("the server's changes apply");
+        self.offer(&sync.document_id).await;
+    }
+
     /// Handles one incoming message the way a repo would; fails on a close.
     async fn handle_next(&mut self) {
         if let Err(code) = self.try_handle_next().await {
@@ -140,14 +149,7 @@ impl Peer {
     async fn try_handle_next(&mut self) -> Result<(), Option<u16>> {
         match self.next().await {
             Incoming::Message(Message::Sync(sync)) => {
-                let message = sync::Message::decode(&sync.data).expect("valid sync message");
-                let replica = self.replica(&sync.document_id);
-                replica.server_heads = message.heads.clone();
-                replica
-                    .doc
-                    .receive_sync_message(&mut replica.state, message)
-                    .expect("the server's changes apply");
-                self.offer(&sync.document_id).await;
+                self.receive(sync).await;
             }
             Incoming::Message(Message::DocUnavailable(m)) => self.replica(&m.document_id).unavailable = true,
             Incoming::Message(Message::Ephemeral(m)) => self.ephemeral.push(m),
@@ -200,10 +202,15 @@ impl Peer {
     }
 
     /// Handles messages until an `error` message arrives; returns its text. Fails on a close.
+    /// Sync messages are answered as a repo would: a change offered while an earlier message was
+    /// still in flight is only sent once the server's reply to that message arrives.
     async fn error_message(&mut self) -> String {
         loop {
             match self.next().await {
                 Incoming::Message(Message::Error(e)) => return e.message,
+                Incoming::Message(Message::Sync(sync)) => {
+                    self.receive(sync).await;
+                }
                 Incoming::Message(Message::DocUnavailable(m)) => {
                     self.replica(&m.document_id).unavailable = true
                 }
