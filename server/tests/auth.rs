@@ -84,3 +84,28 @@ async fn read_write_tokens_sync_and_read_only_tokens_cannot_write() {
     assert_eq!(text(fresh.doc()), "written by ann", "the refused write was not stored");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_logged_update_names_the_user_whose_token_sent_it() {
+    let dir = temp_dir();
+    let server = secured(dir.path()).await;
+    for (user, text) in [("ann", "from ann "), ("cy", "from cy ")] {
+        let token = token(serde_json::json!({ "sub": user, "exp": 4_000_000_000u64 }));
+        let writer = client(&format!("{}?token={token}", server.yjs_url("team/log"))).await;
+        insert(writer.doc(), 0, text);
+        writer.wait_acknowledged(WAIT).await.unwrap();
+        writer.stop().await;
+    }
+    let db = rusqlite::Connection::open(db_path(dir.path())).unwrap();
+    let authors: Vec<Option<String>> = db
+        .prepare("SELECT user_id FROM updates ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!authors.is_empty() && authors.first() == Some(&Some("ann".into())), "{authors:?}");
+    assert_eq!(authors.last(), Some(&Some("cy".into())), "{authors:?}");
+    assert!(authors.iter().all(|a| matches!(a.as_deref(), Some("ann" | "cy"))), "{authors:?}");
+    server.stop().await;
+}

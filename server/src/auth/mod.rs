@@ -13,10 +13,14 @@
 pub mod passwords;
 pub mod sessions;
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use weft_sync_core::DocId;
 use weft_sync_core::relay::Access;
+
+use crate::rooms::Identity;
 
 /// What a verified connection may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +29,13 @@ pub struct Grant {
     pub access: Access,
     /// The user the token names, if any.
     pub user_id: Option<String>,
+}
+
+impl Grant {
+    /// What the room needs of this grant: the access, and the user its updates are attributed to.
+    pub fn identity(&self) -> Identity {
+        Identity { access: self.access, author: self.user_id.as_deref().map(Arc::from) }
+    }
 }
 
 /// Why a token was refused.

@@ -283,7 +283,7 @@ impl Connection {
         let route = Route { local: server_peer_id().to_owned(), remote, document: document.clone() };
         let link = self.link.sibling(Dialect::AutomergeRepo { route });
         let joined = tokio::select! {
-            joined = self.state.rooms.join(&doc, Crdt::Automerge, grant.access, link.clone()) => joined,
+            joined = self.state.rooms.join(&doc, Crdt::Automerge, grant.identity(), link.clone()) => joined,
             () = self.closer.closed() => return Err(Flow::Stop),
         };
         match joined {

@@ -34,7 +34,9 @@ use weft_sync_core::{CloseCode, DocId};
 use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
-use crate::rooms::{self, Closer, Dialect, Inbound, JoinError, Membership, PeerLink, Undeliverable};
+use crate::rooms::{
+    self, Closer, Dialect, Identity, Inbound, JoinError, Membership, PeerLink, Undeliverable,
+};
 use crate::storage::Crdt;
 
 /// Messages one socket may hold for documents whose token has not arrived yet or whose room is
@@ -240,7 +242,7 @@ impl Connection {
         let attempt = self.next_attempt;
         self.next_attempt += 1;
         let link = self.link.sibling(Dialect::Hocuspocus { prefix });
-        self.joins.push(join(self.state.clone(), doc, grant.access, key.clone(), attempt, link));
+        self.joins.push(join(self.state.clone(), doc, grant.identity(), key.clone(), attempt, link));
         self.count(&queue);
         self.docs.insert(key, DocState::Joining { attempt, queue });
         ControlFlow::Continue(())
@@ -372,13 +374,13 @@ impl Connection {
 fn join(
     state: AppState,
     doc: DocId,
-    access: Access,
+    identity: Identity,
     key: RoutingKey,
     attempt: u64,
     link: PeerLink,
 ) -> JoinFuture {
     Box::pin(async move {
-        let result = state.rooms.join(&doc, Crdt::Yjs, access, link.clone()).await;
+        let result = state.rooms.join(&doc, Crdt::Yjs, identity, link.clone()).await;
         Joined { key, attempt, link, result }
     })
 }

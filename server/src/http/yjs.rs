@@ -49,7 +49,7 @@ async fn serve(socket: WebSocket, doc: DocId, grant: Grant, state: AppState) {
     let (sink, mut stream) = socket.split();
     let (link, outbox, closer) = rooms::link(state.config.rooms.peer_outbox, Dialect::YWebsocket);
     let writer = spawn_writer(sink, outbox, closer.clone(), state.shutdown.clone());
-    let membership = match state.rooms.join(&doc, Crdt::Yjs, grant.access, link).await {
+    let membership = match state.rooms.join(&doc, Crdt::Yjs, grant.identity(), link).await {
         Ok(membership) => membership,
         Err(err) => {
             tracing::info!(doc = %doc, error = %err, "join refused");

@@ -110,6 +110,15 @@ impl Shared {
     }
 }
 
+/// Who a peer is, as its room needs to know: what it may do, and whom its writes are attributed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Read-write or read-only.
+    pub access: Access,
+    /// The user its updates are attributed to in the log (`updates.user_id`), when known.
+    pub author: Option<Arc<str>>,
+}
+
 /// A peer's membership in a room: how its connection sends messages in, and leaves.
 pub struct Membership {
     peer: PeerId,
@@ -164,8 +173,8 @@ impl Rooms {
         }
     }
 
-    /// Joins `doc` as a `crdt` document with `access`, loading (or creating) it if needed. Frames for
-    /// the peer go to `link` from now on.
+    /// Joins `doc` as a `crdt` document as `identity`, loading (or creating) it if needed. Frames
+    /// for the peer go to `link` from now on; its updates are logged with `identity`'s author.
     ///
     /// # Errors
     /// [`JoinError`] when the document cannot be served, including [`JoinError::WrongCrdt`] when it
@@ -174,7 +183,7 @@ impl Rooms {
         &self,
         doc: &DocId,
         crdt: Crdt,
-        access: Access,
+        identity: Identity,
         link: PeerLink,
     ) -> Result<Membership, JoinError> {
         let peer = PeerId(self.inner.next_peer.fetch_add(1, Ordering::Relaxed));
@@ -184,7 +193,8 @@ impl Rooms {
             }
             let handle = self.room_for(doc, crdt);
             let (reply, joined) = oneshot::channel();
-            let command = RoomCommand::Join { peer, crdt, access, link: link.clone(), reply };
+            let command =
+                RoomCommand::Join { peer, crdt, identity: identity.clone(), link: link.clone(), reply };
             if handle.tx.send(command).await.is_err() {
                 self.inner.forget(doc, handle.generation);
                 continue;

@@ -25,11 +25,11 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use weft_sync_core::relay::{Access, Event, Health, Snapshot, StoredItem};
+use weft_sync_core::relay::{Event, Health, Snapshot, StoredItem};
 use weft_sync_core::{CloseCode, CrdtFailure, DocId, PeerId};
 
 use super::replica::{Inbound, Replica};
-use super::{JoinError, PeerLink, Shared, Undeliverable};
+use super::{Identity, JoinError, PeerLink, Shared, Undeliverable};
 use crate::metrics::ItemKind;
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
 
@@ -52,7 +52,7 @@ pub(super) enum RoomCommand {
     Join {
         peer: PeerId,
         crdt: Crdt,
-        access: Access,
+        identity: Identity,
         link: PeerLink,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
@@ -100,6 +100,7 @@ async fn run(
         replica: room.1,
         key: room.0,
         peers: HashMap::new(),
+        authors: HashMap::new(),
         commits: VecDeque::new(),
         compaction: None,
         compacted_upto: 0,
@@ -156,6 +157,9 @@ struct Room {
     key: DocKey,
     replica: Replica,
     peers: HashMap<PeerId, PeerLink>,
+    /// Whom each joined peer's updates are attributed to (peers without an author are absent).
+    /// Kept beside `peers` and removed with it, by [`Room::remove_peer`].
+    authors: HashMap<PeerId, Arc<str>>,
     /// Appends handed to storage, oldest first, each with the last sequence number it carries.
     commits: VecDeque<(u64, Receipt)>,
     /// The snapshot being verified and written, if any.
@@ -221,7 +225,7 @@ impl Room {
                     let gone: Vec<PeerId> =
                         self.peers.iter().filter(|(_, link)| link.is_gone()).map(|(peer, _)| *peer).collect();
                     for peer in gone {
-                        self.peers.remove(&peer);
+                        self.remove_peer(peer);
                         self.replica.relay_mut().handle_leave(peer);
                     }
                 }
@@ -243,14 +247,17 @@ impl Room {
 
     fn handle(&mut self, command: RoomCommand) {
         match command {
-            RoomCommand::Join { peer, crdt, access, link, reply } => {
+            RoomCommand::Join { peer, crdt, identity, link, reply } => {
                 let found = self.replica.crdt();
                 if crdt != found {
                     let err = StorageError::WrongCrdt { name: self.doc.to_string(), expected: crdt, found };
                     let _ = reply.send(Err(JoinError::WrongCrdt(err)));
                 } else if reply.send(Ok(())).is_ok() {
-                    if self.replica.handle_join(peer, access, &link).is_ok() {
+                    if self.replica.handle_join(peer, identity.access, &link).is_ok() {
                         self.peers.insert(peer, link);
+                        if let Some(author) = identity.author {
+                            self.authors.insert(peer, author);
+                        }
                     } else {
                         // A dialect that cannot speak this CRDT; the endpoints never ask for one.
                         link.close(CloseCode::InternalError);
@@ -262,7 +269,7 @@ impl Room {
             }
             RoomCommand::Input { peer, input } => self.handle_input(peer, input),
             RoomCommand::Leave { peer } => {
-                self.peers.remove(&peer);
+                self.remove_peer(peer);
                 self.replica.relay_mut().handle_leave(peer);
             }
         }
@@ -273,7 +280,7 @@ impl Room {
             Ok(None) => {}
             Ok(Some(untaken)) => self.untaken.push((peer, untaken)),
             Err(_) => {
-                if let Some(link) = self.peers.remove(&peer) {
+                if let Some(link) = self.remove_peer(peer) {
                     link.close(CloseCode::MalformedMessage);
                     self.replica.relay_mut().handle_leave(peer);
                 }
@@ -346,8 +353,9 @@ impl Room {
                             self.deliver(peer, frame.clone());
                         }
                     }
-                    Event::Append { seq, update, .. } => {
-                        appends.push(NewUpdate { seq, bytes: update, user_id: None, at_ms: now_ms() });
+                    Event::Append { seq, update, peer } => {
+                        let user_id = self.authors.get(&peer).map(|author| author.to_string());
+                        appends.push(NewUpdate { seq, bytes: update, user_id, at_ms: now_ms() });
                     }
                     Event::Acknowledge { peer } => {
                         let result = self.peers.get(&peer).map(PeerLink::acknowledge);
@@ -358,7 +366,7 @@ impl Room {
                         self.undeliverable(peer, result);
                     }
                     Event::Close { peer, code, detail } => {
-                        if let Some(link) = self.peers.remove(&peer) {
+                        if let Some(link) = self.remove_peer(peer) {
                             tracing::info!(doc = %self.doc, %peer, code = code.code(), %detail, "closing peer");
                             link.close_with(code, &detail);
                         }
@@ -383,6 +391,12 @@ impl Room {
         }
     }
 
+    /// Forgets a peer: its link and its author.
+    fn remove_peer(&mut self, peer: PeerId) -> Option<PeerLink> {
+        self.authors.remove(&peer);
+        self.peers.remove(&peer)
+    }
+
     fn deliver(&mut self, peer: PeerId, frame: Bytes) {
         let result = self.peers.get(&peer).map(|link| link.try_send(frame));
         self.undeliverable(peer, result);
@@ -404,7 +418,7 @@ impl Room {
     /// Drops a peer whose outbox was full (closing it as a slow consumer) or whose connection is gone.
     fn undeliverable(&mut self, peer: PeerId, result: Option<Result<(), Undeliverable>>) {
         let Some(Err(why)) = result else { return };
-        let Some(link) = self.peers.remove(&peer) else { return };
+        let Some(link) = self.remove_peer(peer) else { return };
         if why == Undeliverable::Full {
             tracing::info!(doc = %self.doc, %peer, "peer outbox full; disconnecting slow consumer");
             link.close(CloseCode::SlowConsumer);
@@ -482,6 +496,7 @@ impl Room {
             self.shared.metrics.room_failures.inc();
             tracing::error!(doc = %self.doc, "room stopped: the document could not go on; it reloads on the next join");
         }
+        self.authors.clear();
         for (_, link) in self.peers.drain() {
             link.close(match exit {
                 Exit::Poisoned => CloseCode::InternalError,
