@@ -113,6 +113,10 @@ pub struct Settings {
     /// Lifetime of a refresh token, in seconds [default: 2592000 = 30 days].
     #[arg(long, env = "WEFT_REFRESH_TOKEN_SECS")]
     pub refresh_token_secs: Option<u64>,
+    /// Sign-up, log-in and refresh attempts allowed per client address per minute; more get 429
+    /// [default: 30].
+    #[arg(long, env = "WEFT_AUTH_ATTEMPTS_PER_MINUTE")]
+    pub auth_attempts_per_minute: Option<u32>,
 }
 
 impl Settings {
@@ -134,6 +138,7 @@ impl Settings {
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
             access_token_secs: self.access_token_secs.or(lower.access_token_secs),
             refresh_token_secs: self.refresh_token_secs.or(lower.refresh_token_secs),
+            auth_attempts_per_minute: self.auth_attempts_per_minute.or(lower.auth_attempts_per_minute),
         }
     }
 }
@@ -145,6 +150,8 @@ pub struct AccountsConfig {
     pub access_ttl: Duration,
     /// Lifetime of a refresh token.
     pub refresh_ttl: Duration,
+    /// Credential attempts (sign-up, log-in, refresh) per client address per minute.
+    pub auth_attempts_per_minute: std::num::NonZeroU32,
 }
 
 /// The validated configuration the server runs with.
@@ -219,6 +226,11 @@ impl Config {
         if refresh_token_secs < access_token_secs {
             bail!("refresh_token_secs must be at least access_token_secs");
         }
+        let Some(auth_attempts_per_minute) =
+            std::num::NonZeroU32::new(s.auth_attempts_per_minute.unwrap_or(30))
+        else {
+            bail!("auth_attempts_per_minute must be at least 1");
+        };
         Ok(Self {
             listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             storage: StorageConfig {
@@ -240,6 +252,7 @@ impl Config {
             accounts: AccountsConfig {
                 access_ttl: Duration::from_secs(access_token_secs),
                 refresh_ttl: Duration::from_secs(refresh_token_secs),
+                auth_attempts_per_minute,
             },
             hocuspocus_ping: Duration::from_secs(15),
         })

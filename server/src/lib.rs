@@ -45,6 +45,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         auth,
         sessions,
         metrics,
+        limits: Arc::new(http::Limits::new(config.accounts.auth_attempts_per_minute)),
         config: Arc::new(config),
         shutdown: shutdown.clone(),
         tracker,
@@ -56,7 +57,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     shutdown.cancel();
     state.tracker.close();
     if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {

@@ -240,3 +240,47 @@ async fn bad_requests_get_json_errors() {
     assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn credential_attempts_past_the_limit_get_429_with_retry_after_and_do_no_work() {
+    let dir = temp_dir();
+    let mut config = weft::Config::with_data_dir(dir.path());
+    config.accounts.auth_attempts_per_minute = std::num::NonZeroU32::new(3).unwrap();
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    api.signup("rita@example.com", "a long enough password").await;
+    let wrong = json!({ "email": "rita@example.com", "password": "not the password" });
+    for _ in 0..2 {
+        assert_eq!(api.post("/api/auth/login", wrong.clone()).await.0, StatusCode::UNAUTHORIZED);
+    }
+    // The fourth attempt in the minute is refused before the password is looked at, even the right one.
+    let response = api
+        .http
+        .post(format!("{}/api/auth/login", api.base))
+        .json(&json!({ "email": "rita@example.com", "password": "a long enough password" }))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Sign-up and refresh share the allowance.
+    let (status, _) =
+        api.post("/api/auth/signup", json!({ "email": "sam@example.com", "password": "x".repeat(12) })).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) = api.post("/api/auth/refresh", json!({ "refresh_token": "a.b" })).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The refused attempts were not audited as failed log-ins: only the two that ran were.
+    let db = rusqlite::Connection::open(common::db_path(dir.path())).unwrap();
+    let failed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'session.login_failed' AND address = '127.0.0.1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(failed, 2);
+    server.stop().await;
+}

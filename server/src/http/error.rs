@@ -46,6 +46,9 @@ pub enum ApiError {
         /// What happened.
         message: &'static str,
     },
+    /// Too many attempts from this client; try again after the duration (429 with `Retry-After`).
+    #[error("too many attempts; try again in {} s", retry_after_secs(.0))]
+    RateLimited(std::time::Duration),
     /// A unique value (an email address, a slug) is already taken.
     #[error("this {0} is already taken")]
     Taken(&'static str),
@@ -97,6 +100,7 @@ impl ApiError {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Taken(_) => StatusCode::CONFLICT,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Storage(StorageError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -113,6 +117,7 @@ impl ApiError {
             Self::Invalid { code, .. } | Self::Unauthenticated { code, .. } => code,
             Self::TooLarge => "too_large",
             Self::Taken(_) => "taken",
+            Self::RateLimited(_) => "rate_limited",
             Self::Storage(StorageError::Closed) => "not_ready",
             Self::Storage(_) | Self::Internal(_) => "internal",
         }
@@ -127,6 +132,15 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::RateLimited(wait) = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_secs(wait).into());
+        }
+        response
     }
+}
+
+/// Whole seconds to wait, rounded up (`Retry-After` takes seconds; never 0 for a refusal).
+fn retry_after_secs(wait: &std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }

@@ -8,6 +8,8 @@ mod hocuspocus;
 mod socket;
 mod yjs;
 
+pub use api::limits::Limits;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// The counters `/metrics` serves.
     pub metrics: Metrics,
+    /// Rate limits.
+    pub limits: Arc<Limits>,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Cancelled when the server starts shutting down.

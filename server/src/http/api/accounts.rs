@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::limits::AuthAttempt;
 use super::{Body, Caller};
 use crate::auth::sessions::{self, random_id};
 use crate::auth::{AuthError, passwords};
@@ -114,11 +115,22 @@ fn avatar_url(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Starts a session for `user`: a new refresh-token family, stored with `audit`.
-async fn start(state: &AppState, user: User, action: &'static str) -> Result<Session, ApiError> {
+/// Starts a session for `user` (asked for from `attempt`'s address): a new refresh-token family,
+/// stored with its audit entry.
+async fn start(
+    state: &AppState,
+    user: User,
+    action: &'static str,
+    attempt: AuthAttempt,
+) -> Result<Session, ApiError> {
     let now = now_ms();
     let (refresh_token, stored) = state.sessions.new_refresh(None, now)?;
-    let audit = AuditEntry { action, target: Some(stored.family.clone()), ..AuditEntry::default() };
+    let audit = AuditEntry {
+        action,
+        target: Some(stored.family.clone()),
+        address: Some(attempt.address.to_string()),
+        ..AuditEntry::default()
+    };
     state.storage.start_session(&user.id, stored, audit, now).await?;
     let access = state.sessions.issue_access(&user.id, now)?;
     Ok(Session {
@@ -132,6 +144,7 @@ async fn start(state: &AppState, user: User, action: &'static str) -> Result<Ses
 
 async fn signup(
     State(state): State<AppState>,
+    attempt: AuthAttempt,
     Body(body): Body<SignUp>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     let email = email(&body.email)?;
@@ -147,12 +160,20 @@ async fn signup(
         password_hash: Some(passwords::hash(password).await?),
         external: None,
     };
-    let audit = AuditEntry { action: "account.signup", ..AuditEntry::default() };
+    let audit = AuditEntry {
+        action: "account.signup",
+        address: Some(attempt.address.to_string()),
+        ..AuditEntry::default()
+    };
     let user = state.storage.create_user(new, audit, now_ms()).await?;
-    Ok((StatusCode::CREATED, Json(start(&state, user, "session.login").await?)))
+    Ok((StatusCode::CREATED, Json(start(&state, user, "session.login", attempt).await?)))
 }
 
-async fn login(State(state): State<AppState>, Body(body): Body<LogIn>) -> Result<Json<Session>, ApiError> {
+async fn login(
+    State(state): State<AppState>,
+    attempt: AuthAttempt,
+    Body(body): Body<LogIn>,
+) -> Result<Json<Session>, ApiError> {
     let refused =
         || ApiError::Unauthenticated { code: "invalid_credentials", message: "wrong email or password" };
     let email = email(&body.email).map_err(|_| refused())?;
@@ -163,17 +184,19 @@ async fn login(State(state): State<AppState>, Body(body): Body<LogIn>) -> Result
             actor: user.map(|u| u.id),
             action: "session.login_failed",
             target: Some(email),
+            address: Some(attempt.address.to_string()),
             ..AuditEntry::default()
         };
         state.storage.audit(audit, now_ms()).await?;
         return Err(refused());
     }
     let user = user.ok_or_else(refused)?;
-    Ok(Json(start(&state, user, "session.login").await?))
+    Ok(Json(start(&state, user, "session.login", attempt).await?))
 }
 
 async fn refresh(
     State(state): State<AppState>,
+    _attempt: AuthAttempt,
     Body(body): Body<RefreshToken>,
 ) -> Result<Json<Session>, ApiError> {
     let refused = || ApiError::Unauthenticated {
@@ -206,6 +229,7 @@ async fn refresh(
 
 async fn logout(
     State(state): State<AppState>,
+    _attempt: AuthAttempt,
     Body(body): Body<RefreshToken>,
 ) -> Result<StatusCode, ApiError> {
     let refused =

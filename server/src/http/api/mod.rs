@@ -3,6 +3,7 @@
 //! error) and [`Caller`] (the person an access token names).
 
 mod accounts;
+pub mod limits;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -1,0 +1,67 @@
+//! Rate limits: how often one client address may try credentials. Every route that takes a
+//! password or a refresh token asks for an [`AuthAttempt`]; over the limit the request gets 429
+//! with `Retry-After` before any work is done.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::http::{ApiError, AppState};
+
+/// Forgetting addresses that have been quiet long enough to be back at a full allowance, every this
+/// many checks, keeps the table as large as the set of recent clients.
+const PRUNE_EVERY: u64 = 1024;
+
+/// The server's rate limiters.
+#[derive(Debug)]
+pub struct Limits {
+    auth: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+}
+
+impl Limits {
+    /// Limits allowing `auth_per_minute` credential attempts per client address per minute, with
+    /// bursts of up to that many.
+    pub fn new(auth_per_minute: NonZeroU32) -> Self {
+        Self { auth: RateLimiter::keyed(Quota::per_minute(auth_per_minute)), checks: AtomicU64::new(0) }
+    }
+
+    fn check_auth(&self, address: IpAddr) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.auth.retain_recent();
+        }
+        self.auth
+            .check_key(&address)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// Proof that the request is within its address's credential-attempt limit; take it as an
+/// argument of every handler that checks a password or a token a client presents.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthAttempt {
+    /// The client's address (for the audit log).
+    pub address: IpAddr,
+}
+
+impl FromRequestParts<AppState> for AuthAttempt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
+            // Served without connection info (not how `weft::run` serves): nothing to key on.
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the server was started without client addresses"
+            )));
+        };
+        let address = peer.ip();
+        state.limits.check_auth(address).map_err(ApiError::RateLimited)?;
+        Ok(Self { address })
+    }
+}
