@@ -195,27 +195,23 @@ fn grant(role: Role, action: Action) -> Grant {
     match (action, role) {
         (A::DeleteWorkspace, R::Owner) => Grant::Yes,
         (A::DeleteWorkspace, _) => Grant::No,
-        (
-            A::UpdateWorkspace
-            | A::Invite
-            | A::ListInvites
-            | A::RevokeInvite
-            | A::ChangeRole
-            | A::RemoveMember
-            | A::ReadAudit,
-            R::Owner | R::Admin,
-        ) => Grant::Yes,
-        (
-            A::UpdateWorkspace
-            | A::Invite
-            | A::ListInvites
-            | A::RevokeInvite
-            | A::ChangeRole
-            | A::RemoveMember
-            | A::ReadAudit,
-            _,
-        ) => Grant::No,
         (A::ReadWorkspace | A::ListMembers | A::Leave | A::ReadDocument, _) => Grant::Yes,
+        (
+            A::UpdateWorkspace
+            | A::Invite
+            | A::ListInvites
+            | A::RevokeInvite
+            | A::ChangeRole
+            | A::RemoveMember
+            | A::ReadAudit,
+            role,
+        ) => {
+            if matches!(role, R::Owner | R::Admin) {
+                Grant::Yes
+            } else {
+                Grant::No
+            }
+        }
         (A::Comment, R::Viewer) => Grant::No,
         (A::Comment, _) => Grant::Yes,
         (A::CreateDocument | A::EditDocument | A::ManageDocument, role) => {
