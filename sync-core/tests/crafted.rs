@@ -298,3 +298,38 @@ fn peers_are_sent_what_the_replica_gained_never_a_second_version_of_known_clocks
         "the sender gets its echo: {out:?}"
     );
 }
+
+/// Found by fuzzing (`fuzz/regressions/yjs_relay/forger-applies-the-echo-of-its-deferred-update`):
+/// a yrs 0.28 document that holds `DEFERRED` as pending structs and then receives `OTHER_VERSION`
+/// (other content for the same clock) reads freed memory. The relay never holds pending structs:
+/// it defers the update, echoes it only to its sender, and integrates what it can once the gap is
+/// filled, so the same two updates leave it serving, with nothing pending and a state that loads.
+#[test]
+fn a_deferred_update_then_other_content_for_its_clock_leaves_the_relay_nothing_pending() {
+    const DEFERRED: &str = "010103052801016d026b33017affa20a22322f050100";
+    const OTHER_VERSION: &str =
+        "0105030008010161017804010174016b840301046b6b6b6b2801016d026b33017affa20a22322f0501c403010302017800";
+    let unhex = |s: &str| -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    };
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    let deferred = send(&mut relay, A, &Message::Update(Bytes::from(unhex(DEFERRED))).encode());
+    assert!(
+        deferred.iter().all(|e| !matches!(e, Event::Broadcast { .. } | Event::Send { peer: B, .. })),
+        "a deferred update goes back to its sender only: {deferred:?}"
+    );
+    send(&mut relay, B, &Message::Update(Bytes::from(unhex(OTHER_VERSION))).encode());
+    assert_eq!(relay.health(), Health::Serving);
+    assert!(!relay.read(|doc| doc.transact().has_missing_updates()).unwrap(), "nothing pending");
+
+    let expected = Doc::new();
+    expected.transact_mut().apply_update(Update::decode_v1(&unhex(OTHER_VERSION)).unwrap()).unwrap();
+    let joined = join_and_load(&mut relay, C);
+    assert_eq!(
+        joined.transact().state_vector(),
+        expected.transact().state_vector(),
+        "the clock both claim holds the content the relay integrated first"
+    );
+}
