@@ -4,63 +4,10 @@
 
 mod common;
 
+use common::api::{Api, code, read};
 use common::{TestServer, temp_dir};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(server: &TestServer) -> Self {
-        Self { base: format!("http://{}", server.addr), http: reqwest::Client::new() }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
-        read(response).await
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        read(request.send().await.unwrap()).await
-    }
-
-    async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .patch(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        read(response).await
-    }
-
-    async fn signup(&self, email: &str, password: &str) -> Value {
-        let (status, body) =
-            self.post("/api/auth/signup", json!({ "email": email, "password": password })).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body
-    }
-}
-
-async fn read(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("a JSON body") };
-    (status, body)
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("an error body: {body}"))
-}
 
 #[tokio::test]
 async fn sign_up_log_in_and_edit_the_profile() {

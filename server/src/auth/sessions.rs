@@ -139,6 +139,22 @@ pub fn parse_refresh(token: &str) -> Option<(String, Vec<u8>)> {
     (well_formed(id) && well_formed(secret)).then(|| (id.to_owned(), digest(secret)))
 }
 
+/// A new bearer secret (an invite token): 256 bits, base64url, with the SHA-256 to store.
+///
+/// # Errors
+/// When the operating system gives no random bytes.
+pub fn new_secret() -> anyhow::Result<(String, Vec<u8>)> {
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes(32)?);
+    let hash = digest(&secret);
+    Ok((secret, hash))
+}
+
+/// The SHA-256 of a secret [`new_secret`] made; `None` if `secret` is not shaped like one.
+pub fn secret_hash(secret: &str) -> Option<Vec<u8>> {
+    let well_formed = !secret.is_empty() && secret.len() <= 64 && URL_SAFE_NO_PAD.decode(secret).is_ok();
+    well_formed.then(|| digest(secret))
+}
+
 /// A random id for a new row: 128 bits, base64url.
 ///
 /// # Errors

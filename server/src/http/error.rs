@@ -49,6 +49,36 @@ pub enum ApiError {
     /// Too many attempts from this client; try again after the duration (429 with `Retry-After`).
     #[error("too many attempts; try again in {} s", retry_after_secs(.0))]
     RateLimited(std::time::Duration),
+    /// The caller may see the object but not do this: 403 `forbidden`.
+    #[error("your role does not allow this")]
+    Forbidden,
+    /// Refused for a reason other than the caller's role: 403 with a specific code.
+    #[error("{message}")]
+    Denied {
+        /// Stable, machine-readable reason.
+        code: &'static str,
+        /// What happened.
+        message: &'static str,
+    },
+    /// No such object, or the caller may not know it exists: 404 `not_found`.
+    #[error("no such {0}")]
+    Missing(&'static str),
+    /// The request contradicts the current state: 409 with a specific code.
+    #[error("{message}")]
+    Conflict {
+        /// Stable, machine-readable reason.
+        code: &'static str,
+        /// What happened.
+        message: &'static str,
+    },
+    /// The object existed and is no longer usable (a revoked or expired invite): 410.
+    #[error("{message}")]
+    Gone {
+        /// Stable, machine-readable reason.
+        code: &'static str,
+        /// What happened.
+        message: &'static str,
+    },
     /// A unique value (an email address, a slug) is already taken.
     #[error("this {0} is already taken")]
     Taken(&'static str),
@@ -99,7 +129,10 @@ impl ApiError {
             Self::Auth(_) | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Taken(_) => StatusCode::CONFLICT,
+            Self::Taken(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Forbidden | Self::Denied { .. } => StatusCode::FORBIDDEN,
+            Self::Missing(_) => StatusCode::NOT_FOUND,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Storage(StorageError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,13 +141,18 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::NotFound => "not_found",
+            Self::NotFound | Self::Missing(_) => "not_found",
+            Self::Forbidden => "forbidden",
             Self::InvalidDocId(_) => "invalid_doc_id",
             Self::UpgradeRequired => "upgrade_required",
             Self::NotReady(_) => "not_ready",
             Self::Auth(AuthError::NotForDocument) => "forbidden",
             Self::Auth(_) => "unauthorized",
-            Self::Invalid { code, .. } | Self::Unauthenticated { code, .. } => code,
+            Self::Invalid { code, .. }
+            | Self::Unauthenticated { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Denied { code, .. }
+            | Self::Gone { code, .. } => code,
             Self::TooLarge => "too_large",
             Self::Taken(_) => "taken",
             Self::RateLimited(_) => "rate_limited",

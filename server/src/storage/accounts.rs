@@ -148,7 +148,7 @@ fn with_status((mut user, status): (User, String)) -> Result<User, StorageError>
     Ok(user)
 }
 
-fn record(conn: &Connection, at: i64, entry: &AuditEntry) -> Result<(), StorageError> {
+pub(super) fn record(conn: &Connection, at: i64, entry: &AuditEntry) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO audit (at, actor, action, target, address, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod quarantine;
 mod schema;
+pub mod workspaces;
 mod writer;
 
 use std::future::Future;

@@ -87,6 +87,37 @@ const MIGRATIONS: &[&str] = &[
          detail    TEXT
      );
      CREATE INDEX audit_by_actor ON audit (actor, at);",
+    // 4: workspaces, their members with one role each, and invites (the token stored as its
+    //    SHA-256). Deleting a workspace deletes its members and invites with it.
+    "CREATE TABLE workspaces (
+         id         TEXT PRIMARY KEY,
+         name       TEXT NOT NULL,
+         slug       TEXT NOT NULL UNIQUE,
+         created_by TEXT NOT NULL REFERENCES users (id),
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE members (
+         workspace TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+         user_id   TEXT NOT NULL REFERENCES users (id),
+         role      TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'editor', 'commenter', 'viewer')),
+         joined_at INTEGER NOT NULL,
+         PRIMARY KEY (workspace, user_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX members_by_user ON members (user_id);
+     CREATE TABLE invites (
+         id          TEXT PRIMARY KEY,
+         workspace   TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+         email       TEXT NOT NULL COLLATE NOCASE,
+         role        TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'editor', 'commenter', 'viewer')),
+         token_hash  BLOB NOT NULL UNIQUE,
+         invited_by  TEXT NOT NULL REFERENCES users (id),
+         created_at  INTEGER NOT NULL,
+         expires_at  INTEGER NOT NULL,
+         revoked_at  INTEGER,
+         accepted_at INTEGER,
+         accepted_by TEXT REFERENCES users (id)
+     );
+     CREATE INDEX invites_by_workspace ON invites (workspace, created_at);",
 ];
 
 /// Brings the database up to the latest schema.

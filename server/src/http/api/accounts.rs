@@ -30,7 +30,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/me", get(me).patch(update_me))
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -67,7 +67,7 @@ struct Session {
 
 /// A normalised email address, or a 400 saying why not. Deliberately loose (one `@`, something
 /// on each side, no spaces): the address is proven by mail, not by a pattern.
-fn email(raw: &str) -> Result<String, ApiError> {
+pub(super) fn email(raw: &str) -> Result<String, ApiError> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
@@ -93,7 +93,7 @@ fn password(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_owned())
 }
 
-fn display_name(raw: &str) -> Result<String, ApiError> {
+pub(super) fn display_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(

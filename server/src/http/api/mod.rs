@@ -4,11 +4,14 @@
 
 mod accounts;
 pub mod limits;
+mod workspaces;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+
+use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
 use super::{ApiError, AppState};
 use crate::auth::AuthError;
@@ -18,7 +21,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every `/api` route.
 pub fn routes() -> Router<AppState> {
-    accounts::routes().layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+    accounts::routes().merge(workspaces::routes()).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// A JSON request body; malformed, oversized or mistyped bodies get a 400 (413 when too large)
@@ -42,6 +45,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 pub struct Caller {
     /// Their user id.
     pub user_id: String,
+    /// The client's address (for the audit log).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -57,6 +62,29 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Auth(AuthError::Missing))?;
         let user_id = state.sessions.verify_access(token)?;
-        Ok(Self { user_id })
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self { user_id, address })
+    }
+}
+
+/// The one permission check every route makes: may a member with `role` (`None`: not a member)
+/// take `action` on `target`? A refusal is 403, or 404 naming `what` when the caller may not
+/// know the object exists.
+///
+/// # Errors
+/// [`ApiError::Forbidden`] or [`ApiError::Missing`].
+pub fn authorize(
+    role: Option<Role>,
+    action: Action,
+    target: Target,
+    what: &'static str,
+) -> Result<(), ApiError> {
+    match access::decide(role, action, target) {
+        Decision::Allow => Ok(()),
+        Decision::Forbidden => Err(ApiError::Forbidden),
+        Decision::Hidden => Err(ApiError::Missing(what)),
     }
 }

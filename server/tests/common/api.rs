@@ -1,0 +1,71 @@
+//! A JSON client for the REST API over real HTTP: every call returns the status and the parsed
+//! body, so tests can assert on the error shape as well as on success.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::TestServer;
+
+/// The REST API of one test server.
+pub struct Api {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The HTTP client (for requests the helpers do not cover).
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(server: &TestServer) -> Self {
+        Self { base: format!("http://{}", server.addr), http: reqwest::Client::new() }
+    }
+
+    /// Sends `method path` with `token` as the bearer and `body` as JSON (when not null).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, None, body).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, Value::Null).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), body).await
+    }
+
+    /// Signs up `email`; returns the session (user, access and refresh token).
+    pub async fn signup(&self, email: &str, password: &str) -> Value {
+        let (status, body) =
+            self.post("/api/auth/signup", json!({ "email": email, "password": password })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("a JSON body") };
+    (status, body)
+}
+
+/// The error code of a JSON error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("an error body: {body}"))
+}

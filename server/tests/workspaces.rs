@@ -1,0 +1,329 @@
+//! Workspaces, members and invites end to end, over real HTTP against the real server: every
+//! role against every workspace action (the answer must be what `weft_sync_core::access` decides),
+//! the invite lifecycle with each of its refusals, the last-owner rule, and no leaks to strangers.
+
+mod common;
+
+use common::api::{Api, code};
+use common::{TestServer, temp_dir};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use weft_sync_core::access::{self, Action, Decision, Role, Target};
+
+/// A signed-up person: their access token and user id.
+struct Person {
+    token: String,
+    id: String,
+}
+
+async fn person(api: &Api, email: &str) -> Person {
+    let session = api.signup(email, "correct horse").await;
+    Person {
+        token: session["access_token"].as_str().unwrap().to_owned(),
+        id: session["user"]["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn create_workspace(api: &Api, owner: &Person, name: &str) -> String {
+    let (status, body) =
+        api.call(Method::POST, "/api/workspaces", Some(&owner.token), json!({ "name": name })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["role"], "owner");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn invite(api: &Api, by: &Person, ws: &str, email: &str, role: &str) -> (StatusCode, Value) {
+    api.call(
+        Method::POST,
+        &format!("/api/workspaces/{ws}/invites"),
+        Some(&by.token),
+        json!({ "email": email, "role": role }),
+    )
+    .await
+}
+
+/// Signs up `email` and brings them into `ws` with `role` through an invite from `owner`.
+async fn member(api: &Api, owner: &Person, ws: &str, email: &str, role: &str) -> Person {
+    let joined = person(api, email).await;
+    let (status, created) = invite(api, owner, ws, email, role).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = created["accept_path"].as_str().unwrap();
+    let (status, body) = api.call(Method::POST, path, Some(&joined.token), Value::Null).await;
+    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some(role)), "{body}");
+    joined
+}
+
+#[tokio::test]
+async fn workspaces_and_the_invite_lifecycle() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let bob = person(&api, "bob@example.com").await;
+    let carol = person(&api, "carol@example.com").await;
+
+    let (status, created) =
+        api.call(Method::POST, "/api/workspaces", Some(&ada.token), json!({ "name": "Acme Design!" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!((created["slug"].as_str(), created["role"].as_str()), (Some("acme-design"), Some("owner")));
+    let ws = created["id"].as_str().unwrap().to_owned();
+    // The same name again gets a slug of its own; a slug asked for and taken is a conflict.
+    let (_, again) =
+        api.call(Method::POST, "/api/workspaces", Some(&ada.token), json!({ "name": "Acme Design" })).await;
+    assert!(again["slug"].as_str().unwrap().starts_with("acme-design-"), "{again}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/workspaces",
+            Some(&bob.token),
+            json!({ "name": "Mine", "slug": "acme-design" }),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "taken"));
+    let (_, mine) = api.get("/api/workspaces", Some(&ada.token)).await;
+    assert_eq!(mine["workspaces"].as_array().unwrap().len(), 2);
+
+    // A stranger cannot tell a workspace that exists from one that does not.
+    let (status, hidden) = api.get(&format!("/api/workspaces/{ws}"), Some(&bob.token)).await;
+    let (status_missing, missing) = api.get("/api/workspaces/no-such-id", Some(&bob.token)).await;
+    assert_eq!((status, &hidden), (status_missing, &missing));
+    assert_eq!((status, code(&hidden)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, _) = api.get(&format!("/api/workspaces/{ws}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An invite is accepted once, by the address it was sent to.
+    let (status, sent) = invite(&api, &ada, &ws, "Bob@Example.com", "editor").await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    assert_eq!((sent["email"].as_str(), sent["status"].as_str()), (Some("bob@example.com"), Some("pending")));
+    let accept = sent["accept_path"].as_str().unwrap().to_owned();
+    let (status, body) = api.call(Method::POST, &accept, Some(&carol.token), Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "invite_for_another_address"));
+    let (status, body) = api.call(Method::POST, &accept, Some(&bob.token), Value::Null).await;
+    assert_eq!(
+        (status, body["role"].as_str(), body["id"].as_str()),
+        (StatusCode::OK, Some("editor"), Some(&*ws))
+    );
+    let (status, body) = api.call(Method::POST, &accept, Some(&bob.token), Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "invite_used"));
+    let (status, body) =
+        api.call(Method::POST, "/api/invites/not-a-token/accept", Some(&bob.token), Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) =
+        api.call(Method::POST, "/api/invites/%2e%2e%2f%00/accept", Some(&bob.token), Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"), "{body}");
+
+    // A revoked invite is gone; revoking it again, or from another workspace, finds nothing.
+    let (_, for_carol) = invite(&api, &ada, &ws, "carol@example.com", "viewer").await;
+    let id = for_carol["id"].as_str().unwrap();
+    let other = create_workspace(&api, &ada, "Other").await;
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/api/workspaces/{other}/invites/{id}"), Some(&ada.token), Value::Null)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/api/workspaces/{ws}/invites/{id}"), Some(&ada.token), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/api/workspaces/{ws}/invites/{id}"), Some(&ada.token), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let path = for_carol["accept_path"].as_str().unwrap();
+    let (status, body) = api.call(Method::POST, path, Some(&carol.token), Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::GONE, "invite_revoked"));
+    let (_, listed) = api.get(&format!("/api/workspaces/{ws}/invites"), Some(&ada.token)).await;
+    let statuses: Vec<&str> =
+        listed["invites"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["revoked", "accepted"], "{listed}");
+    assert!(listed["invites"][0].get("token").is_none(), "a listed invite never shows its token");
+
+    // Bad input: roles, addresses, expiry, slugs and names.
+    for (body, expected) in [
+        (json!({ "email": "x@example.com", "role": "god" }), "invalid_role"),
+        (json!({ "email": "not an address", "role": "viewer" }), "invalid_email"),
+        (json!({ "email": "x@example.com", "role": "viewer", "expires_in_hours": 0 }), "invalid_expiry"),
+        (json!({ "email": "x@example.com", "role": "viewer", "expires_in_hours": 100000 }), "invalid_expiry"),
+        (json!({ "email": "x@example.com" }), "invalid_body"),
+    ] {
+        let (status, answer) = api
+            .call(Method::POST, &format!("/api/workspaces/{ws}/invites"), Some(&ada.token), body.clone())
+            .await;
+        assert_eq!((status, code(&answer)), (StatusCode::BAD_REQUEST, expected), "{body}");
+    }
+    for (body, expected) in [
+        (json!({ "slug": "Has Caps" }), "invalid_slug"),
+        (json!({ "slug": "-edge" }), "invalid_slug"),
+        (json!({ "slug": "x".repeat(49) }), "invalid_slug"),
+        (json!({ "name": "" }), "invalid_name"),
+        (json!({ "name": "a\u{0}b" }), "invalid_name"),
+        (json!({ "owner": "me" }), "invalid_body"),
+    ] {
+        let (status, answer) = api.patch(&format!("/api/workspaces/{ws}"), &ada.token, body.clone()).await;
+        assert_eq!((status, code(&answer)), (StatusCode::BAD_REQUEST, expected), "{body}");
+    }
+    let (status, renamed) = api
+        .patch(&format!("/api/workspaces/{ws}"), &ada.token, json!({ "name": "Acme", "slug": "acme" }))
+        .await;
+    assert_eq!(
+        (status, renamed["name"].as_str(), renamed["slug"].as_str()),
+        (StatusCode::OK, Some("Acme"), Some("acme"))
+    );
+
+    // The last owner can neither leave nor be demoted; once someone else owns it, they can.
+    let me = format!("/api/workspaces/{ws}/members/{}", ada.id);
+    let (status, body) = api.call(Method::DELETE, &me, Some(&ada.token), Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "last_owner"));
+    let (status, body) = api.patch(&me, &ada.token, json!({ "role": "viewer" })).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "last_owner"));
+    let bob_path = format!("/api/workspaces/{ws}/members/{}", bob.id);
+    let (status, body) = api.patch(&bob_path, &ada.token, json!({ "role": "owner" })).await;
+    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some("owner")), "{body}");
+    let (status, _) = api.call(Method::DELETE, &me, Some(&ada.token), Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get(&format!("/api/workspaces/{ws}"), Some(&ada.token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a member who left is a stranger");
+    let (_, members) = api.get(&format!("/api/workspaces/{ws}/members"), Some(&bob.token)).await;
+    assert_eq!(members["members"].as_array().unwrap().len(), 1, "{members}");
+
+    // Deleting the workspace takes its invites with it.
+    let (status, _) =
+        api.call(Method::DELETE, &format!("/api/workspaces/{ws}"), Some(&bob.token), Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get(&format!("/api/workspaces/{ws}"), Some(&bob.token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// What `decide` says a role may do, as the status a route must answer with.
+fn expected(role: Option<Role>, action: Action, allowed: StatusCode) -> StatusCode {
+    match access::decide(role, action, Target::WORKSPACE) {
+        Decision::Allow => allowed,
+        Decision::Forbidden => StatusCode::FORBIDDEN,
+        Decision::Hidden => StatusCode::NOT_FOUND,
+    }
+}
+
+#[tokio::test]
+async fn every_role_against_every_workspace_action() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let owner = person(&api, "owner@example.com").await;
+    let ws = create_workspace(&api, &owner, "Roles").await;
+    let mut actors: Vec<(Option<Role>, Person)> = vec![(Some(Role::Owner), owner)];
+    for role in [Role::Admin, Role::Editor, Role::Commenter, Role::Viewer] {
+        let email = format!("{}@example.com", role.as_str());
+        let joined = member(&api, &actors[0].1, &ws, &email, role.as_str()).await;
+        actors.push((Some(role), joined));
+    }
+    actors.push((None, person(&api, "stranger@example.com").await));
+
+    for (index, (role, actor)) in actors.iter().enumerate() {
+        let label = role.map_or("stranger", Role::as_str);
+        let owner = &actors[0].1;
+        let token = Some(actor.token.as_str());
+        // A viewer the actor may act on, and an invite they may revoke.
+        let spare = member(&api, owner, &ws, &format!("spare{index}@example.com"), "viewer").await;
+        let (_, pending) = invite(&api, owner, &ws, &format!("pending{index}@example.com"), "viewer").await;
+        let pending = pending["id"].as_str().unwrap();
+        let members = format!("/api/workspaces/{ws}/members");
+        let cases: [(Action, Method, String, Value, StatusCode); 8] = [
+            (
+                Action::ReadWorkspace,
+                Method::GET,
+                format!("/api/workspaces/{ws}"),
+                Value::Null,
+                StatusCode::OK,
+            ),
+            (
+                Action::UpdateWorkspace,
+                Method::PATCH,
+                format!("/api/workspaces/{ws}"),
+                json!({ "name": "Renamed" }),
+                StatusCode::OK,
+            ),
+            (Action::ListMembers, Method::GET, members.clone(), Value::Null, StatusCode::OK),
+            (
+                Action::Invite,
+                Method::POST,
+                format!("/api/workspaces/{ws}/invites"),
+                json!({ "email": format!("new{index}@example.com"), "role": "viewer" }),
+                StatusCode::CREATED,
+            ),
+            (
+                Action::ListInvites,
+                Method::GET,
+                format!("/api/workspaces/{ws}/invites"),
+                Value::Null,
+                StatusCode::OK,
+            ),
+            (
+                Action::RevokeInvite,
+                Method::DELETE,
+                format!("/api/workspaces/{ws}/invites/{pending}"),
+                Value::Null,
+                StatusCode::NO_CONTENT,
+            ),
+            (
+                Action::ChangeRole,
+                Method::PATCH,
+                format!("{members}/{}", spare.id),
+                json!({ "role": "commenter" }),
+                StatusCode::OK,
+            ),
+            (
+                Action::RemoveMember,
+                Method::DELETE,
+                format!("{members}/{}", spare.id),
+                Value::Null,
+                StatusCode::NO_CONTENT,
+            ),
+        ];
+        for (action, method, path, body, allowed) in cases {
+            let (status, answer) = api.call(method.clone(), &path, token, body).await;
+            assert_eq!(
+                status,
+                expected(*role, action, allowed),
+                "{label} {}: {method} {path}: {answer}",
+                action.as_str()
+            );
+            if !status.is_success() {
+                assert!(answer["error"]["code"].is_string(), "{answer}");
+            }
+        }
+        if *role != Some(Role::Owner) {
+            let (status, _) =
+                api.call(Method::DELETE, &format!("/api/workspaces/{ws}"), token, Value::Null).await;
+            assert_eq!(
+                status,
+                expected(*role, Action::DeleteWorkspace, StatusCode::NO_CONTENT),
+                "{label} delete"
+            );
+        }
+    }
+
+    // An admin acts only below admin, and grants at most admin.
+    let admin = &actors[1].1;
+    let editor_path = format!("/api/workspaces/{ws}/members/{}", actors[2].1.id);
+    let owner_path = format!("/api/workspaces/{ws}/members/{}", actors[0].1.id);
+    let (status, _) = api.patch(&editor_path, &admin.token, json!({ "role": "owner" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.call(Method::DELETE, &owner_path, Some(&admin.token), Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = invite(&api, admin, &ws, "boss@example.com", "owner").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Anyone may leave.
+    let viewer = &actors[4].1;
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/workspaces/{ws}/members/{}", viewer.id),
+            Some(&viewer.token),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/api/workspaces/{ws}"), Some(&actors[0].1.token), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
