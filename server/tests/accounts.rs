@@ -78,8 +78,14 @@ async fn sign_up_log_in_and_edit_the_profile() {
     let storage =
         weft::storage::Storage::open(&weft::Config::with_data_dir(dir.path()).storage).await.unwrap();
     let user = storage.user_by_email("ada@example.com").await.unwrap().unwrap().0;
-    let actions: Vec<String> =
-        storage.audit_of(&user.id, 10).await.unwrap().into_iter().map(|e| e.1).collect();
+    use weft::storage::accounts::AuditScope::Actor;
+    let actions: Vec<String> = storage
+        .audit_page(Actor(user.id.clone()), None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
     for expected in ["account.signup", "session.login", "session.login_failed"] {
         assert!(actions.iter().any(|a| a == expected), "{expected} in {actions:?}");
     }

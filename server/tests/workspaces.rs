@@ -169,6 +169,44 @@ async fn workspaces_and_the_invite_lifecycle() {
         (StatusCode::OK, Some("Acme"), Some("acme"))
     );
 
+    // The audit log of the workspace, newest first, page by page; bad paging is a 400.
+    let audit = format!("/api/workspaces/{ws}/audit");
+    let (status, first) = api.get(&format!("{audit}?limit=2"), Some(&ada.token)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let next = first["next"].as_i64().expect("a full page has a next cursor");
+    let (_, rest) = api.get(&format!("{audit}?before={next}&limit=100"), Some(&ada.token)).await;
+    assert!(rest["next"].is_null(), "{rest}");
+    let actions: Vec<&str> = first["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["entries"].as_array().unwrap())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "workspace.update",
+            "invite.revoke",
+            "invite.create",
+            "invite.accept",
+            "invite.create",
+            "workspace.create"
+        ]
+    );
+    assert!(first["entries"][0]["address"].as_str().is_some_and(|a| a == "127.0.0.1"), "{first}");
+    for query in ["?limit=0", "?limit=101", "?before=yesterday", "?page=2"] {
+        let (status, body) = api.get(&format!("{audit}{query}"), Some(&ada.token)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(["invalid_limit", "invalid_query"].contains(&code(&body)), "{body}");
+    }
+    let (status, _) = api.get(&audit, Some(&bob.token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an editor does not read the audit log");
+    let (_, own) = api.get("/api/me/audit", Some(&bob.token)).await;
+    let own: Vec<&str> =
+        own["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(own, ["invite.accept", "session.login", "account.signup"]);
+
     // The last owner can neither leave nor be demoted; once someone else owns it, they can.
     let me = format!("/api/workspaces/{ws}/members/{}", ada.id);
     let (status, body) = api.call(Method::DELETE, &me, Some(&ada.token), Value::Null).await;
@@ -226,7 +264,14 @@ async fn every_role_against_every_workspace_action() {
         let (_, pending) = invite(&api, owner, &ws, &format!("pending{index}@example.com"), "viewer").await;
         let pending = pending["id"].as_str().unwrap();
         let members = format!("/api/workspaces/{ws}/members");
-        let cases: [(Action, Method, String, Value, StatusCode); 8] = [
+        let cases: [(Action, Method, String, Value, StatusCode); 9] = [
+            (
+                Action::ReadAudit,
+                Method::GET,
+                format!("/api/workspaces/{ws}/audit"),
+                Value::Null,
+                StatusCode::OK,
+            ),
             (
                 Action::ReadWorkspace,
                 Method::GET,

@@ -125,6 +125,38 @@ pub struct AuditEntry {
     pub address: Option<String>,
     /// Anything else worth keeping (never a secret).
     pub detail: Option<String>,
+    /// The workspace it happened in, for entries its owners and admins may read.
+    pub workspace: Option<String>,
+}
+
+/// Whose audit entries to read.
+#[derive(Debug, Clone)]
+pub enum AuditScope {
+    /// Everything that happened in a workspace.
+    Workspace(String),
+    /// Everything a person did (their log-ins and failed log-ins among it).
+    Actor(String),
+}
+
+/// A stored audit entry, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// Increasing id; the pagination cursor.
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    /// Who did it, when known.
+    pub actor: Option<String>,
+    /// What happened.
+    pub action: String,
+    /// What it was done to.
+    pub target: Option<String>,
+    /// The client's address.
+    pub address: Option<String>,
+    /// Anything else recorded.
+    pub detail: Option<String>,
+    /// The workspace it happened in.
+    pub workspace: Option<String>,
 }
 
 const USER_COLUMNS: &str = "id, email, name, avatar_url, status, created_at";
@@ -150,9 +182,18 @@ fn with_status((mut user, status): (User, String)) -> Result<User, StorageError>
 
 pub(super) fn record(conn: &Connection, at: i64, entry: &AuditEntry) -> Result<(), StorageError> {
     conn.prepare_cached(
-        "INSERT INTO audit (at, actor, action, target, address, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (at, actor, action, target, address, detail, workspace)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![at, entry.actor, entry.action, entry.target, entry.address, entry.detail])?;
+    .execute(params![
+        at,
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.address,
+        entry.detail,
+        entry.workspace
+    ])?;
     Ok(())
 }
 
@@ -325,6 +366,7 @@ impl Storage {
                     target: Some(found.family.clone()),
                     address,
                     detail: Some("a used refresh token was presented again; its family is revoked".into()),
+                    workspace: None,
                 };
                 record(conn, now_ms, &audit)?;
                 return Ok(Rotation::Reused);
@@ -361,6 +403,7 @@ impl Storage {
                 target: Some(found.family),
                 address,
                 detail: None,
+                workspace: None,
             };
             record(conn, now_ms, &audit)?;
             Ok(Some(found.user_id))
@@ -376,22 +419,40 @@ impl Storage {
         self.run(move |conn| record(conn, now_ms, &entry)).await
     }
 
-    /// The newest `limit` audit entries whose actor is `actor`, newest first: `(at, action, target)`.
+    /// A page of audit entries in `scope`, newest first: at most `limit`, all older than entry
+    /// `before` when given.
     ///
     /// # Errors
     /// [`StorageError`] when storage fails.
-    pub async fn audit_of(
+    pub async fn audit_page(
         &self,
-        actor: &str,
+        scope: AuditScope,
+        before: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<(i64, String, Option<String>)>, StorageError> {
-        let actor = actor.to_owned();
+    ) -> Result<Vec<AuditRecord>, StorageError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT at, action, target FROM audit WHERE actor = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
-            )?;
-            stmt.query_map(params![actor, limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect()
+            let (column, key) = match scope {
+                AuditScope::Workspace(id) => ("workspace", id),
+                AuditScope::Actor(id) => ("actor", id),
+            };
+            let sql = format!(
+                "SELECT id, at, actor, action, target, address, detail, workspace FROM audit
+                 WHERE {column} = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            stmt.query_map(params![key, before.unwrap_or(i64::MAX), limit], |row| {
+                Ok(AuditRecord {
+                    id: row.get(0)?,
+                    at: row.get(1)?,
+                    actor: row.get(2)?,
+                    action: row.get(3)?,
+                    target: row.get(4)?,
+                    address: row.get(5)?,
+                    detail: row.get(6)?,
+                    workspace: row.get(7)?,
+                })
+            })?
+            .collect()
         })
         .await
     }

@@ -88,7 +88,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX audit_by_actor ON audit (actor, at);",
     // 4: workspaces, their members with one role each, and invites (the token stored as its
-    //    SHA-256). Deleting a workspace deletes its members and invites with it.
+    //    SHA-256). Deleting a workspace deletes its members and invites with it; its audit
+    //    entries (which name it in `audit.workspace`) stay.
     "CREATE TABLE workspaces (
          id         TEXT PRIMARY KEY,
          name       TEXT NOT NULL,
@@ -117,7 +118,9 @@ const MIGRATIONS: &[&str] = &[
          accepted_at INTEGER,
          accepted_by TEXT REFERENCES users (id)
      );
-     CREATE INDEX invites_by_workspace ON invites (workspace, created_at);",
+     CREATE INDEX invites_by_workspace ON invites (workspace, created_at);
+     ALTER TABLE audit ADD COLUMN workspace TEXT;
+     CREATE INDEX audit_by_workspace ON audit (workspace, id);",
 ];
 
 /// Brings the database up to the latest schema.

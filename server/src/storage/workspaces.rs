@@ -226,7 +226,15 @@ impl Storage {
                 "INSERT INTO members (workspace, user_id, role, joined_at) VALUES (?1, ?2, 'owner', ?3)",
                 params![workspace.id, workspace.created_by, workspace.created_at],
             )?;
-            record(conn, workspace.created_at, &AuditEntry { target: Some(workspace.id.clone()), ..audit })?;
+            record(
+                conn,
+                workspace.created_at,
+                &AuditEntry {
+                    target: Some(workspace.id.clone()),
+                    workspace: Some(workspace.id.clone()),
+                    ..audit
+                },
+            )?;
             Ok(Membership { workspace, role: Role::Owner })
         })
         .await
@@ -287,7 +295,11 @@ impl Storage {
                 conn.execute("UPDATE workspaces SET slug = ?2 WHERE id = ?1", params![id, slug])
                     .map_err(|e| taken(e, "slug"))?;
             }
-            record(conn, now_ms, &AuditEntry { target: Some(id.clone()), ..audit })?;
+            record(
+                conn,
+                now_ms,
+                &AuditEntry { target: Some(id.clone()), workspace: Some(id.clone()), ..audit },
+            )?;
             let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces w WHERE w.id = ?1");
             Ok(conn.query_row(&sql, [&id], workspace_row).optional()?)
         })
@@ -308,7 +320,11 @@ impl Storage {
         self.run(move |conn| {
             let deleted = conn.execute("DELETE FROM workspaces WHERE id = ?1", [&id])? > 0;
             if deleted {
-                record(conn, now_ms, &AuditEntry { target: Some(id.clone()), ..audit })?;
+                record(
+                    conn,
+                    now_ms,
+                    &AuditEntry { target: Some(id.clone()), workspace: Some(id.clone()), ..audit },
+                )?;
             }
             Ok(deleted)
         })
@@ -388,7 +404,12 @@ impl Storage {
             record(
                 conn,
                 now_ms,
-                &AuditEntry { target: Some(format!("{workspace}/{user_id}")), detail: Some(detail), ..audit },
+                &AuditEntry {
+                    target: Some(user_id.clone()),
+                    detail: Some(detail),
+                    workspace: Some(workspace.clone()),
+                    ..audit
+                },
             )?;
             Ok(MemberChange::Done(current))
         })
@@ -424,7 +445,12 @@ impl Storage {
             record(
                 conn,
                 now_ms,
-                &AuditEntry { target: Some(invite.workspace.clone()), detail: Some(detail), ..audit },
+                &AuditEntry {
+                    target: Some(invite.id.clone()),
+                    detail: Some(detail),
+                    workspace: Some(invite.workspace.clone()),
+                    ..audit
+                },
             )?;
             Ok(Invite {
                 id: invite.id,
@@ -502,7 +528,11 @@ impl Storage {
                 params![workspace, id, now_ms],
             )? > 0;
             if revoked {
-                record(conn, now_ms, &AuditEntry { target: Some(format!("{workspace}/{id}")), ..audit })?;
+                record(
+                    conn,
+                    now_ms,
+                    &AuditEntry { target: Some(id.clone()), workspace: Some(workspace.clone()), ..audit },
+                )?;
             }
             Ok(revoked)
         })
@@ -570,8 +600,9 @@ impl Storage {
                 conn,
                 now_ms,
                 &AuditEntry {
-                    target: Some(format!("{workspace}/{id}")),
+                    target: Some(id.clone()),
                     detail: Some(format!("as {}", role.as_str())),
+                    workspace: Some(workspace.clone()),
                     ..audit
                 },
             )?;

@@ -10,11 +10,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::limits::AuthAttempt;
-use super::{Body, Caller};
+use super::workspaces::AuditPage;
+use super::{Body, Caller, Page, Params};
 use crate::auth::sessions::{self, random_id};
 use crate::auth::{AuthError, passwords};
 use crate::http::{ApiError, AppState};
-use crate::storage::accounts::{AuditEntry, Availability, NewUser, ProfileChange, Rotation, User};
+use crate::storage::accounts::{
+    AuditEntry, AuditScope, Availability, NewUser, ProfileChange, Rotation, User,
+};
 
 /// Longest display name, in characters.
 const MAX_NAME_CHARS: usize = 100;
@@ -28,6 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/auth/refresh", post(refresh))
         .route("/api/auth/logout", post(logout))
         .route("/api/me", get(me).patch(update_me))
+        .route("/api/me/audit", get(my_audit))
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -276,4 +280,13 @@ async fn update_me(
     let user = state.storage.update_profile(&caller.user_id, change).await?;
     user.map(Json)
         .ok_or(ApiError::Auth(AuthError::Invalid("the token names an account that does not exist".into())))
+}
+
+/// The caller's own audit trail: their sign-up, log-ins, failed log-ins and what they did.
+async fn my_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(page): Params<Page>,
+) -> Result<Json<AuditPage>, ApiError> {
+    Ok(Json(AuditPage::read(&state, AuditScope::Actor(caller.user_id), &page).await?))
 }

@@ -9,6 +9,7 @@ mod workspaces;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use weft_sync_core::access::{self, Action, Decision, Role, Target};
@@ -36,6 +37,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::from_json_rejection(rejection)),
+        }
+    }
+}
+
+/// Query parameters; malformed or mistyped ones get a 400 with the JSON error body.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::invalid("invalid_query", rejection.body_text())),
+        }
+    }
+}
+
+/// A page request: `?before=<cursor>&limit=<1..=100>` (default 50).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Only entries older than this cursor (the `next` of the previous page).
+    pub before: Option<i64>,
+    /// How many entries at most.
+    pub limit: Option<u32>,
+}
+
+impl Page {
+    /// Longest page.
+    pub const MAX: u32 = 100;
+
+    /// The page size asked for, or a 400.
+    ///
+    /// # Errors
+    /// [`ApiError::Invalid`] when `limit` is 0 or above [`Page::MAX`].
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit.unwrap_or(50) {
+            limit @ 1..=Self::MAX => Ok(limit),
+            _ => Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {}", Self::MAX))),
         }
     }
 }

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
 use super::accounts::{display_name, email, now_ms};
-use super::{Body, Caller, authorize};
+use super::{Body, Caller, Page, Params, authorize};
 use crate::auth::sessions::{new_secret, random_id};
 use crate::http::{ApiError, AppState};
-use crate::storage::accounts::AuditEntry;
+use crate::storage::accounts::{AuditEntry, AuditRecord, AuditScope};
 use crate::storage::workspaces::{
     Acceptance, Invite, Member, MemberChange, Membership, NewInvite, Workspace, WorkspaceChange,
 };
@@ -38,6 +38,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/workspaces/{ws}/members/{user_id}", patch(change_role).delete(remove_member))
         .route("/api/workspaces/{ws}/invites", post(invite).get(invites))
         .route("/api/workspaces/{ws}/invites/{id}", delete(revoke))
+        .route("/api/workspaces/{ws}/audit", get(audit_log))
         .route("/api/invites/{token}/accept", post(accept))
 }
 
@@ -87,6 +88,22 @@ struct Workspaces {
 #[derive(Debug, Serialize)]
 struct Members {
     members: Vec<Member>,
+}
+
+/// A page of audit entries, newest first; `next` is the `before` of the following page.
+#[derive(Debug, Serialize)]
+pub(super) struct AuditPage {
+    entries: Vec<AuditRecord>,
+    next: Option<i64>,
+}
+
+impl AuditPage {
+    pub(super) async fn read(state: &AppState, scope: AuditScope, page: &Page) -> Result<Self, ApiError> {
+        let limit = page.limit()?;
+        let entries = state.storage.audit_page(scope, page.before, limit).await?;
+        let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
+        Ok(Self { entries, next })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -396,4 +413,14 @@ async fn accept(
             message: "you are a member of this workspace already",
         }),
     }
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    Params(page): Params<Page>,
+) -> Result<Json<AuditPage>, ApiError> {
+    member(&state, &ws, &caller, Action::ReadAudit).await?;
+    Ok(Json(AuditPage::read(&state, AuditScope::Workspace(ws), &page).await?))
 }
