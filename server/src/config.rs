@@ -117,6 +117,21 @@ pub struct Settings {
     /// [default: 30].
     #[arg(long, env = "WEFT_AUTH_ATTEMPTS_PER_MINUTE")]
     pub auth_attempts_per_minute: Option<u32>,
+    /// Who may sign up: `open` (anyone) or `invite` (an address with a pending invite, and the
+    /// first account of a server that has none) [default: open].
+    #[arg(long, env = "WEFT_SIGNUP", value_enum)]
+    pub signup: Option<SignupPolicy>,
+}
+
+/// Who may create an account with `POST /api/auth/signup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupPolicy {
+    /// Anyone.
+    #[default]
+    Open,
+    /// Only an address with a pending invite (and the first account, on a server with none).
+    Invite,
 }
 
 impl Settings {
@@ -139,6 +154,7 @@ impl Settings {
             access_token_secs: self.access_token_secs.or(lower.access_token_secs),
             refresh_token_secs: self.refresh_token_secs.or(lower.refresh_token_secs),
             auth_attempts_per_minute: self.auth_attempts_per_minute.or(lower.auth_attempts_per_minute),
+            signup: self.signup.or(lower.signup),
         }
     }
 }
@@ -152,6 +168,8 @@ pub struct AccountsConfig {
     pub refresh_ttl: Duration,
     /// Credential attempts (sign-up, log-in, refresh) per client address per minute.
     pub auth_attempts_per_minute: std::num::NonZeroU32,
+    /// Who may sign up.
+    pub signup: SignupPolicy,
 }
 
 /// The validated configuration the server runs with.
@@ -253,6 +271,7 @@ impl Config {
                 access_ttl: Duration::from_secs(access_token_secs),
                 refresh_ttl: Duration::from_secs(refresh_token_secs),
                 auth_attempts_per_minute,
+                signup: s.signup.unwrap_or_default(),
             },
             hocuspocus_ping: Duration::from_secs(15),
         })

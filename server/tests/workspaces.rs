@@ -42,11 +42,11 @@ async fn invite(api: &Api, by: &Person, ws: &str, email: &str, role: &str) -> (S
     .await
 }
 
-/// Signs up `email` and brings them into `ws` with `role` through an invite from `owner`.
+/// Invites `email` into `ws` with `role` (from `owner`), signs them up, and accepts the invite.
 async fn member(api: &Api, owner: &Person, ws: &str, email: &str, role: &str) -> Person {
-    let joined = person(api, email).await;
     let (status, created) = invite(api, owner, ws, email, role).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    let joined = person(api, email).await;
     let path = created["accept_path"].as_str().unwrap();
     let (status, body) = api.call(Method::POST, path, Some(&joined.token), Value::Null).await;
     assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some(role)), "{body}");
@@ -371,4 +371,30 @@ async fn every_role_against_every_workspace_action() {
         .call(Method::DELETE, &format!("/api/workspaces/{ws}"), Some(&actors[0].1.token), Value::Null)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn invite_only_sign_up_admits_the_first_account_and_invited_addresses() {
+    let dir = temp_dir();
+    let mut config = weft::Config::with_data_dir(dir.path());
+    config.accounts.signup = weft::config::SignupPolicy::Invite;
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let first = person(&api, "first@example.com").await;
+    let signup = |email: &str| json!({ "email": email, "password": "correct horse" });
+    let (status, body) = api.post("/api/auth/signup", signup("walk-in@example.com")).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "signup_by_invite_only"));
+
+    let ws = create_workspace(&api, &first, "Closed").await;
+    let (_, revoked) = invite(&api, &first, &ws, "revoked@example.com", "viewer").await;
+    let id = revoked["id"].as_str().unwrap();
+    api.call(Method::DELETE, &format!("/api/workspaces/{ws}/invites/{id}"), Some(&first.token), Value::Null)
+        .await;
+    let (status, _) = api.post("/api/auth/signup", signup("revoked@example.com")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a revoked invite admits nobody");
+
+    // `member` signs up the invited address, then accepts.
+    member(&api, &first, &ws, "Guest@Example.com", "editor").await;
+    let (status, _) = api.post("/api/auth/signup", signup("walk-in@example.com")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

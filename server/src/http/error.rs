@@ -94,6 +94,10 @@ impl From<StorageError> for ApiError {
     fn from(err: StorageError) -> Self {
         match err {
             StorageError::Taken(what) => Self::Taken(what),
+            StorageError::NotInvited => Self::Denied {
+                code: "signup_by_invite_only",
+                message: "sign-up on this server is by invite only; ask a workspace admin for an invite",
+            },
             other => Self::Storage(other),
         }
     }

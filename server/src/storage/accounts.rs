@@ -75,6 +75,9 @@ pub struct NewUser {
     pub password_hash: Option<String>,
     /// `(issuer, subject)` for an account an external identity provider vouches for.
     pub external: Option<(String, String)>,
+    /// Refuse ([`StorageError::NotInvited`]) unless the address has a pending invite or no
+    /// account exists yet; checked in the same transaction as the insert.
+    pub invited_only: bool,
 }
 
 /// A profile change; `None` leaves a field as it is.
@@ -234,6 +237,18 @@ impl Storage {
         now_ms: i64,
     ) -> Result<User, StorageError> {
         self.run(move |conn| {
+            if new.invited_only {
+                let allowed: bool = conn.query_row(
+                    "SELECT NOT EXISTS (SELECT 1 FROM users)
+                         OR EXISTS (SELECT 1 FROM invites WHERE email = ?1 AND revoked_at IS NULL
+                                    AND accepted_at IS NULL AND expires_at > ?2)",
+                    params![new.email, now_ms],
+                    |row| row.get(0),
+                )?;
+                if !allowed {
+                    return Err(StorageError::NotInvited);
+                }
+            }
             let (issuer, subject) = new.external.clone().unzip();
             let inserted = conn.execute(
                 "INSERT INTO users (id, email, name, password_hash, issuer, subject, created_at)

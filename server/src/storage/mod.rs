@@ -140,6 +140,9 @@ pub enum StorageError {
     /// A unique value (an email address, a slug) is already taken.
     #[error("{0} is already taken")]
     Taken(&'static str),
+    /// Sign-up is by invite only, and the address has no pending invite.
+    #[error("sign-up is by invite only")]
+    NotInvited,
 }
 
 impl From<rusqlite::Error> for StorageError {

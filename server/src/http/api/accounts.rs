@@ -163,6 +163,7 @@ async fn signup(
         name,
         password_hash: Some(passwords::hash(password).await?),
         external: None,
+        invited_only: state.config.accounts.signup == crate::config::SignupPolicy::Invite,
     };
     let audit = AuditEntry {
         action: "account.signup",
