@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use weft_sync_core::yjs::RelayLimits;
 
+use crate::mail::MailConfig;
 use crate::rooms::RoomConfig;
 use crate::storage::{Durability, StorageConfig};
 
@@ -121,6 +122,16 @@ pub struct Settings {
     /// first account of a server that has none) [default: open].
     #[arg(long, env = "WEFT_SIGNUP", value_enum)]
     pub signup: Option<SignupPolicy>,
+    /// SMTP server for invite emails: `smtp://host:port`, `smtp://host:587?tls=required` or
+    /// `smtps://user:password@host:465` [default: none — invite links go to the inviter].
+    #[arg(long, env = "WEFT_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of Weft's emails, `Name <address>` or an address; required with `smtp_url`.
+    #[arg(long, env = "WEFT_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Where clients reach this server, for links in emails [default: http://LISTEN].
+    #[arg(long, env = "WEFT_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// Who may create an account with `POST /api/auth/signup`.
@@ -155,6 +166,9 @@ impl Settings {
             refresh_token_secs: self.refresh_token_secs.or(lower.refresh_token_secs),
             auth_attempts_per_minute: self.auth_attempts_per_minute.or(lower.auth_attempts_per_minute),
             signup: self.signup.or(lower.signup),
+            smtp_url: self.smtp_url.or(lower.smtp_url),
+            smtp_from: self.smtp_from.or(lower.smtp_from),
+            public_url: self.public_url.or(lower.public_url),
         }
     }
 }
@@ -191,6 +205,10 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Accounts: token lifetimes.
     pub accounts: AccountsConfig,
+    /// Outgoing email; `None`: none is sent.
+    pub mail: Option<MailConfig>,
+    /// Where clients reach this server (no trailing slash).
+    pub public_url: String,
     /// How often Hocuspocus v4 sockets are pinged. Not a setting: it must stay well under the
     /// providers' own 30 s silence timeout; tests shorten it.
     pub hocuspocus_ping: Duration,
@@ -249,8 +267,31 @@ impl Config {
         else {
             bail!("auth_attempts_per_minute must be at least 1");
         };
+        let mail = match (s.smtp_url.filter(|u| !u.is_empty()), s.smtp_from) {
+            (None, _) => None,
+            (Some(_), None) => bail!("smtp_from is required with smtp_url"),
+            (Some(url), Some(from)) => {
+                let from = from.parse().map_err(|e| anyhow::anyhow!("smtp_from {from:?}: {e}"))?;
+                let config = MailConfig { url, from };
+                crate::mail::Mailer::new(&config)?;
+                Some(config)
+            }
+        };
+        let listen = s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let public_url = match s.public_url {
+            Some(url) => {
+                let parsed = url::Url::parse(&url).map_err(|e| anyhow::anyhow!("public_url {url:?}: {e}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    bail!("public_url must be an http(s) URL, got {url:?}");
+                }
+                url.trim_end_matches('/').to_owned()
+            }
+            None => format!("http://{listen}"),
+        };
         Ok(Self {
-            listen: s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen,
+            mail,
+            public_url,
             storage: StorageConfig {
                 data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("weft-data")),
                 durability: s.durability.unwrap_or(Durability::Fsync),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod rooms;
 pub mod storage;
@@ -46,6 +47,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         sessions,
         metrics,
         limits: Arc::new(http::Limits::new(config.accounts.auth_attempts_per_minute)),
+        mailer: config.mail.as_ref().map(mail::Mailer::new).transpose()?,
         config: Arc::new(config),
         shutdown: shutdown.clone(),
         tracker,

@@ -398,3 +398,103 @@ async fn invite_only_sign_up_admits_the_first_account_and_invited_addresses() {
     let (status, _) = api.post("/api/auth/signup", signup("walk-in@example.com")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// A real SMTP server (`aiosmtpd`, which `scripts/test` installs into `target/test-python`),
+/// delivering into a maildir; killed on drop.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    maildir: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    fn start(dir: &std::path::Path) -> Self {
+        let python = std::env::var("WEFT_TEST_PYTHON").unwrap_or_else(|_| {
+            let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-python/bin/python");
+            if std::path::Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() }
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = dir.join("maildir");
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{python} did not start ({e}); run scripts/test, which installs aiosmtpd")
+            });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd ({python}) did not listen; is it installed?"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, port, maildir }
+    }
+
+    /// Every message delivered so far, raw.
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else { return Vec::new() };
+        entries.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_invite_mailed_over_real_smtp_is_accepted_with_the_token_from_the_email() {
+    let dir = temp_dir();
+    let sink = SmtpSink::start(dir.path());
+    let mut config = weft::Config::with_data_dir(dir.path().join("data"));
+    config.mail = Some(weft::mail::MailConfig {
+        url: format!("smtp://127.0.0.1:{}", sink.port),
+        from: "Weft <weft@example.com>".parse().unwrap(),
+    });
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let ws = create_workspace(&api, &ada, "Mailed").await;
+
+    let (status, created) = invite(&api, &ada, &ws, "grace@example.com", "commenter").await;
+    assert_eq!((status, created["delivery"].as_str()), (StatusCode::CREATED, Some("email")), "{created}");
+    assert!(created.get("token").is_none(), "a mailed invite's token goes to the invitee only: {created}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    // The body is quoted-printable: undo its soft line breaks (the token is base64url, no `=`).
+    let mail = &messages[0].replace("=\r\n", "").replace("=\n", "");
+    assert!(mail.contains("To: grace@example.com"), "{mail}");
+    assert!(mail.contains("Subject: You are invited to Mailed on Weft"), "{mail}");
+    let token = mail
+        .lines()
+        .find_map(|line| line.strip_prefix("Your invite token: "))
+        .expect("the email carries the token")
+        .trim()
+        .to_owned();
+    assert!(mail.contains(&format!("/api/invites/{token}/accept")), "{mail}");
+
+    let grace = person(&api, "grace@example.com").await;
+    let (status, joined) = api
+        .call(Method::POST, &format!("/api/invites/{token}/accept"), Some(&grace.token), Value::Null)
+        .await;
+    assert_eq!((status, joined["role"].as_str()), (StatusCode::OK, Some("commenter")), "{joined}");
+
+    // With the SMTP server gone, the invite is still made and its link goes to the inviter.
+    drop(sink);
+    let (status, created) = invite(&api, &ada, &ws, "late@example.com", "viewer").await;
+    assert_eq!((status, created["delivery"].as_str()), (StatusCode::CREATED, Some("link")), "{created}");
+    assert!(created["token"].is_string() && created["email_error"].is_string(), "{created}");
+}

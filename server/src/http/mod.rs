@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Rate limits.
     pub limits: Arc<Limits>,
+    /// Outgoing email, when SMTP is configured.
+    pub mailer: Option<crate::mail::Mailer>,
     /// The running configuration.
     pub config: Arc<Config>,
     /// Cancelled when the server starts shutting down.

@@ -18,6 +18,7 @@ use super::accounts::{display_name, email, now_ms};
 use super::{Body, Caller, Page, Params, authorize};
 use crate::auth::sessions::{new_secret, random_id};
 use crate::http::{ApiError, AppState};
+use crate::mail::InviteMail;
 use crate::storage::accounts::{AuditEntry, AuditRecord, AuditScope};
 use crate::storage::workspaces::{
     Acceptance, Invite, Member, MemberChange, Membership, NewInvite, Workspace, WorkspaceChange,
@@ -71,13 +72,20 @@ struct InviteRequest {
     expires_in_hours: Option<u64>,
 }
 
-/// What creating an invite answers: the invite, its token (shown once) and where to accept it.
+/// What creating an invite answers: the invite and how it reaches the invitee. Mailed
+/// (`delivery: "email"`), the token stays out of the answer; otherwise (no SMTP configured, or
+/// the email failed) the token, shown this once, and where to accept it go to the inviter.
 #[derive(Debug, Serialize)]
 struct CreatedInvite {
     #[serde(flatten)]
     invite: Invite,
-    token: String,
-    accept_path: String,
+    delivery: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accept_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_error: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -350,8 +358,33 @@ async fn invite(
         expires_at: now + ttl.as_millis() as i64,
     };
     let invite = state.storage.create_invite(new, audit(&caller, "invite.create"), now).await?;
-    let accept_path = format!("/api/invites/{token}/accept");
-    Ok((StatusCode::CREATED, Json(CreatedInvite { invite, token, accept_path })))
+    let mut email_error = None;
+    if let Some(mailer) = &state.mailer {
+        let inviter = state.storage.user(&caller.user_id).await?.map_or_else(String::new, |u| u.name);
+        let mail = InviteMail {
+            to: &invite.email,
+            inviter: &inviter,
+            workspace: &mine.workspace.name,
+            role: invite.role.as_str(),
+            token: &token,
+            public_url: &state.config.public_url,
+            valid_hours: ttl.as_secs() / 3600,
+        };
+        match mailer.send_invite(&mail).await {
+            Ok(()) => {
+                let created =
+                    CreatedInvite { invite, delivery: "email", token: None, accept_path: None, email_error };
+                return Ok((StatusCode::CREATED, Json(created)));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, invite = %invite.id, "invite email failed; the link goes to the inviter");
+                email_error = Some("the invite email could not be sent; share the token yourself");
+            }
+        }
+    }
+    let accept_path = Some(format!("/api/invites/{token}/accept"));
+    let created = CreatedInvite { invite, delivery: "link", token: Some(token), accept_path, email_error };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn invites(
