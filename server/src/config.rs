@@ -118,6 +118,10 @@ pub struct Settings {
     /// [default: 30].
     #[arg(long, env = "WEFT_AUTH_ATTEMPTS_PER_MINUTE")]
     pub auth_attempts_per_minute: Option<u32>,
+    /// Log-in attempts allowed per account per hour, from all addresses together (bursts of up
+    /// to 10); more get 429 [default: 60].
+    #[arg(long, env = "WEFT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_HOUR")]
+    pub login_attempts_per_account_per_hour: Option<u32>,
     /// Who may sign up: `open` (anyone) or `invite` (an address with a pending invite, and the
     /// first account of a server that has none) [default: open].
     #[arg(long, env = "WEFT_SIGNUP", value_enum)]
@@ -166,6 +170,9 @@ impl Settings {
             refresh_token_secs: self.refresh_token_secs.or(lower.refresh_token_secs),
             auth_attempts_per_minute: self.auth_attempts_per_minute.or(lower.auth_attempts_per_minute),
             signup: self.signup.or(lower.signup),
+            login_attempts_per_account_per_hour: self
+                .login_attempts_per_account_per_hour
+                .or(lower.login_attempts_per_account_per_hour),
             smtp_url: self.smtp_url.or(lower.smtp_url),
             smtp_from: self.smtp_from.or(lower.smtp_from),
             public_url: self.public_url.or(lower.public_url),
@@ -182,6 +189,8 @@ pub struct AccountsConfig {
     pub refresh_ttl: Duration,
     /// Credential attempts (sign-up, log-in, refresh) per client address per minute.
     pub auth_attempts_per_minute: std::num::NonZeroU32,
+    /// Log-in attempts per account per hour.
+    pub login_attempts_per_account_per_hour: std::num::NonZeroU32,
     /// Who may sign up.
     pub signup: SignupPolicy,
 }
@@ -267,6 +276,11 @@ impl Config {
         else {
             bail!("auth_attempts_per_minute must be at least 1");
         };
+        let Some(login_attempts_per_account_per_hour) =
+            std::num::NonZeroU32::new(s.login_attempts_per_account_per_hour.unwrap_or(60))
+        else {
+            bail!("login_attempts_per_account_per_hour must be at least 1");
+        };
         let mail = match (s.smtp_url.filter(|u| !u.is_empty()), s.smtp_from) {
             (None, _) => None,
             (Some(_), None) => bail!("smtp_from is required with smtp_url"),
@@ -312,6 +326,7 @@ impl Config {
                 access_ttl: Duration::from_secs(access_token_secs),
                 refresh_ttl: Duration::from_secs(refresh_token_secs),
                 auth_attempts_per_minute,
+                login_attempts_per_account_per_hour,
                 signup: s.signup.unwrap_or_default(),
             },
             hocuspocus_ping: Duration::from_secs(15),

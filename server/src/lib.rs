@@ -46,7 +46,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         auth,
         sessions,
         metrics,
-        limits: Arc::new(http::Limits::new(config.accounts.auth_attempts_per_minute)),
+        limits: Arc::new(http::Limits::new(
+            config.accounts.auth_attempts_per_minute,
+            config.accounts.login_attempts_per_account_per_hour,
+        )),
         mailer: config.mail.as_ref().map(mail::Mailer::new).transpose()?,
         config: Arc::new(config),
         shutdown: shutdown.clone(),

@@ -237,3 +237,27 @@ async fn credential_attempts_past_the_limit_get_429_with_retry_after_and_do_no_w
     assert_eq!(failed, 2);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn log_ins_to_one_account_are_limited_across_addresses_and_other_accounts_are_not() {
+    let dir = temp_dir();
+    let mut config = weft::Config::with_data_dir(dir.path());
+    config.accounts.login_attempts_per_account_per_hour = std::num::NonZeroU32::new(3).unwrap();
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    api.signup("victim@example.com", "a long enough password").await;
+    api.signup("other@example.com", "a long enough password").await;
+    let login = |email: &str, password: &str| json!({ "email": email, "password": password });
+    for _ in 0..3 {
+        let (status, _) = api.post("/api/auth/login", login("victim@example.com", "guess guess")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // The account's allowance is spent, whatever the address, in any spelling of the address.
+    let (status, body) =
+        api.post("/api/auth/login", login("VICTIM@example.com ", "a long enough password")).await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    let (status, body) =
+        api.post("/api/auth/login", login("other@example.com", "a long enough password")).await;
+    assert_eq!(status, StatusCode::OK, "another account is not limited: {body}");
+    server.stop().await;
+}

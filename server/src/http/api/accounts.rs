@@ -182,6 +182,7 @@ async fn login(
     let refused =
         || ApiError::Unauthenticated { code: "invalid_credentials", message: "wrong email or password" };
     let email = email(&body.email).map_err(|_| refused())?;
+    state.limits.check_login(&email).map_err(ApiError::RateLimited)?;
     let found = state.storage.user_by_email(&email).await?;
     let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), hash));
     if !passwords::verify(body.password, hash).await {

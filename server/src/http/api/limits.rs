@@ -1,6 +1,7 @@
-//! Rate limits: how often one client address may try credentials. Every route that takes a
-//! password or a refresh token asks for an [`AuthAttempt`]; over the limit the request gets 429
-//! with `Retry-After` before any work is done.
+//! Rate limits: how often one client address may try credentials, and how often anyone may try
+//! to log in to one account. Every route that takes a password or a refresh token asks for an
+//! [`AuthAttempt`]; log-in also asks [`Limits::check_login`] for the account. Over a limit the
+//! request gets 429 with `Retry-After` before any password is checked.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -22,14 +23,37 @@ const PRUNE_EVERY: u64 = 1024;
 #[derive(Debug)]
 pub struct Limits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
+    logins: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
 }
 
+/// Log-in attempts on one account allowed in a burst, before the hourly rate applies.
+const LOGIN_BURST: u32 = 10;
+
 impl Limits {
-    /// Limits allowing `auth_per_minute` credential attempts per client address per minute, with
-    /// bursts of up to that many.
-    pub fn new(auth_per_minute: NonZeroU32) -> Self {
-        Self { auth: RateLimiter::keyed(Quota::per_minute(auth_per_minute)), checks: AtomicU64::new(0) }
+    /// Limits allowing `auth_per_minute` credential attempts per client address per minute (in
+    /// bursts of up to that many), and `logins_per_hour` log-in attempts per account per hour
+    /// (in bursts of up to [`LOGIN_BURST`]), from all addresses together.
+    pub fn new(auth_per_minute: NonZeroU32, logins_per_hour: NonZeroU32) -> Self {
+        let burst = NonZeroU32::new(LOGIN_BURST.min(logins_per_hour.get())).unwrap_or(logins_per_hour);
+        Self {
+            auth: RateLimiter::keyed(Quota::per_minute(auth_per_minute)),
+            logins: RateLimiter::keyed(Quota::per_hour(logins_per_hour).allow_burst(burst)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a log-in attempt on the account `email` (normalised); `Err` says how long to wait.
+    ///
+    /// # Errors
+    /// The wait, when the account's allowance is used up.
+    pub fn check_login(&self, email: &str) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.logins.retain_recent();
+        }
+        self.logins
+            .check_key(&email.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     fn check_auth(&self, address: IpAddr) -> Result<(), Duration> {
