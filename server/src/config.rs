@@ -29,11 +29,55 @@ pub struct Cli {
 pub enum Command {
     /// Run the relay.
     Serve(Box<Settings>),
+    /// Manage accounts, against the data directory, without a running server.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Issue tokens, against the data directory, without a running server.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Inspect the stored items set aside because they broke their document.
     Quarantine {
         /// What to do.
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+}
+
+/// `weft user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a password account, whatever the sign-up policy (the first account of an
+    /// invite-only server, say). Reads the password from the first line of standard input.
+    Create {
+        /// Login address.
+        #[arg(long)]
+        email: String,
+        /// Display name [default: the part of the address before `@`].
+        #[arg(long)]
+        name: Option<String>,
+        /// The server's settings (the data directory, above all).
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+}
+
+/// `weft token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print an access token for an account (valid for `access_token_secs`), for scripts.
+    Issue {
+        /// The account's login address.
+        #[arg(long)]
+        email: String,
+        /// The server's settings (the data directory, above all).
+        #[command(flatten)]
+        settings: Box<Settings>,
     },
 }
 

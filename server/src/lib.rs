@@ -1,6 +1,7 @@
 //! The Weft relay as a library: [`run`] serves the HTTP and WebSocket API on a bound listener until
 //! a shutdown token is cancelled. `main.rs` and the end-to-end tests both call it.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod http;
@@ -40,6 +41,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let sessions = auth::sessions::Sessions::open(&storage, &config.accounts, now_ms).await?;
+    if storage.user_count().await? == 0 {
+        tracing::info!(
+            "no accounts yet: sign up with POST /api/auth/signup (docs/api.md), or run \
+             `weft user create --email you@example.com` and type a password"
+        );
+    }
     let state = AppState {
         rooms,
         storage: storage.clone(),

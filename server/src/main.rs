@@ -8,12 +8,14 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use weft::config::{Cli, Command, Config, QuarantineCommand};
+use weft::config::{Cli, Command, Config, QuarantineCommand, TokenCommand, UserCommand};
 
 fn main() -> anyhow::Result<()> {
     let settings = match Cli::parse().command {
         Command::Serve(settings) => *settings,
         Command::Quarantine { command } => return quarantine(command),
+        Command::User { command } => return user(command),
+        Command::Token { command } => return token(command),
     };
     let config = Config::load(settings)?;
     tracing_subscriber::fmt()
@@ -36,6 +38,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     weft::run(config, listener, shutdown).await
+}
+
+/// `weft user create`: the password comes from the first line of standard input.
+fn user(command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Create { email, name, settings } = command;
+    let config = Config::load(*settings)?;
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let user = runtime.block_on(weft::admin::create_user(&config, &email, name.as_deref(), password))?;
+    writeln!(std::io::stdout(), "{}", serde_json::to_string(&user)?)?;
+    Ok(())
+}
+
+/// `weft token issue`: prints the token alone, for `TOKEN=$(weft token issue --email …)`.
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Issue { email, settings } = command;
+    let config = Config::load(*settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let token = runtime.block_on(weft::admin::issue_token(&config, &email))?;
+    writeln!(std::io::stdout(), "{token}")?;
+    Ok(())
 }
 
 /// `weft quarantine list` and `weft quarantine export`.

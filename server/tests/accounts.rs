@@ -261,3 +261,69 @@ async fn log_ins_to_one_account_are_limited_across_addresses_and_other_accounts_
     assert_eq!(status, StatusCode::OK, "another account is not limited: {body}");
     server.stop().await;
 }
+
+/// Runs the `weft` binary with `args`, `stdin` on its standard input; returns (success, stdout, stderr).
+fn weft(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[tokio::test]
+async fn the_cli_creates_accounts_and_issues_tokens_the_server_accepts() {
+    let dir = temp_dir();
+    let data = dir.path().to_str().unwrap();
+    let (ok, out, err) = weft(
+        &["user", "create", "--email", "Root@Example.com", "--name", "Root", "--data-dir", data],
+        "correct horse\n",
+    );
+    assert!(ok, "{err}");
+    let user: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((user["email"].as_str(), user["name"].as_str()), (Some("root@example.com"), Some("Root")));
+    for (args, stdin, expected) in [
+        (
+            vec!["user", "create", "--email", "root@example.com", "--data-dir", data],
+            "another password\n",
+            "already taken",
+        ),
+        (
+            vec!["user", "create", "--email", "x@example.com", "--data-dir", data],
+            "short\n",
+            "at least 8 characters",
+        ),
+        (
+            vec!["user", "create", "--email", "not an address", "--data-dir", data],
+            "correct horse\n",
+            "not an email address",
+        ),
+        (
+            vec!["token", "issue", "--email", "nobody@example.com", "--data-dir", data],
+            "",
+            "no account has the address",
+        ),
+    ] {
+        let (ok, _, err) = weft(&args, stdin);
+        assert!(!ok && err.contains(expected), "{args:?}: {err}");
+    }
+    let (ok, token, err) = weft(&["token", "issue", "--email", "root@example.com", "--data-dir", data], "");
+    assert!(ok, "{err}");
+
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let (status, me) = api.get("/api/me", Some(token.trim())).await;
+    assert_eq!((status, me["id"].as_str()), (StatusCode::OK, user["id"].as_str()), "{me}");
+    let (status, _) = api
+        .post("/api/auth/login", json!({ "email": "root@example.com", "password": "correct horse" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}

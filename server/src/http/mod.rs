@@ -1,7 +1,7 @@
 //! The HTTP surface: the router, shared handler state, health endpoints, and one module per
 //! WebSocket dialect.
 
-mod api;
+pub(crate) mod api;
 mod automerge;
 mod error;
 mod hocuspocus;

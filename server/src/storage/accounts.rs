@@ -284,6 +284,14 @@ impl Storage {
         .transpose()
     }
 
+    /// How many accounts exist.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    pub async fn user_count(&self) -> Result<i64, StorageError> {
+        self.read(|conn| conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))).await
+    }
+
     /// The account with login `email`, and its password hash.
     ///
     /// # Errors

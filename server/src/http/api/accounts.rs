@@ -34,7 +34,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/me/audit", get(my_audit))
 }
 
-pub(super) fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -71,7 +71,7 @@ struct Session {
 
 /// A normalised email address, or a 400 saying why not. Deliberately loose (one `@`, something
 /// on each side, no spaces): the address is proven by mail, not by a pattern.
-pub(super) fn email(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn email(raw: &str) -> Result<String, ApiError> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
@@ -81,7 +81,7 @@ pub(super) fn email(raw: &str) -> Result<String, ApiError> {
     if valid { Ok(email) } else { Err(ApiError::invalid("invalid_email", "not an email address")) }
 }
 
-fn password(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn password(raw: &str) -> Result<String, ApiError> {
     if raw.chars().count() < passwords::MIN_CHARS {
         return Err(ApiError::invalid(
             "weak_password",
@@ -97,7 +97,7 @@ fn password(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_owned())
 }
 
-pub(super) fn display_name(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn display_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(

@@ -6,6 +6,8 @@ mod accounts;
 pub mod limits;
 mod workspaces;
 
+pub(crate) use accounts::{display_name, email, now_ms, password};
+
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -1,0 +1,68 @@
+//! Administration from the command line, against the data directory and without a running
+//! server: `weft user create` (an account, e.g. the first one on an invite-only server) and
+//! `weft token issue` (an access token for scripts). Both validate as the REST API does and write
+//! their audit entries like it.
+
+use anyhow::Context;
+
+use crate::auth::passwords;
+use crate::auth::sessions::{Sessions, random_id};
+use crate::config::Config;
+use crate::http::api::{display_name, email, now_ms, password};
+use crate::storage::Storage;
+use crate::storage::accounts::{AuditEntry, NewUser, User};
+
+/// Creates a password account, whatever the sign-up policy.
+///
+/// # Errors
+/// When a value is invalid, the address has an account, or storage fails.
+pub async fn create_user(
+    config: &Config,
+    raw_email: &str,
+    name: Option<&str>,
+    raw_password: &str,
+) -> anyhow::Result<User> {
+    let email = email(raw_email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = password(raw_password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let name = match name {
+        Some(name) => display_name(name).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => email.split('@').next().unwrap_or_default().to_owned(),
+    };
+    let storage = Storage::open(&config.storage).await.context("opening storage")?;
+    let new = NewUser {
+        id: random_id()?,
+        email: Some(email),
+        name,
+        password_hash: Some(passwords::hash(password).await?),
+        external: None,
+        invited_only: false,
+    };
+    let audit = AuditEntry { action: "account.create_cli", ..AuditEntry::default() };
+    let created = storage.create_user(new, audit, now_ms()).await;
+    storage.close().await;
+    Ok(created?)
+}
+
+/// An access token for the account with login `raw_email`, valid for the configured lifetime.
+///
+/// # Errors
+/// When there is no such account or storage fails.
+pub async fn issue_token(config: &Config, raw_email: &str) -> anyhow::Result<String> {
+    let email = email(raw_email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let storage = Storage::open(&config.storage).await.context("opening storage")?;
+    let issued = async {
+        let (user, _) = storage
+            .user_by_email(&email)
+            .await?
+            .with_context(|| format!("no account has the address {email}"))?;
+        let sessions = Sessions::open(&storage, &config.accounts, now_ms()).await?;
+        let token = sessions.issue_access(&user.id, now_ms())?;
+        let audit =
+            AuditEntry { actor: Some(user.id.clone()), action: "session.token_cli", ..AuditEntry::default() };
+        storage.audit(audit, now_ms()).await?;
+        anyhow::Ok(token.token)
+    }
+    .await;
+    storage.close().await;
+    issued
+}
