@@ -166,6 +166,10 @@ pub struct Settings {
     /// to 10); more get 429 [default: 60].
     #[arg(long, env = "WEFT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_HOUR")]
     pub login_attempts_per_account_per_hour: Option<u32>,
+    /// Authenticated REST requests allowed per user per minute (in bursts of that many); more
+    /// get 429 [default: 1200].
+    #[arg(long, env = "WEFT_API_REQUESTS_PER_MINUTE")]
+    pub api_requests_per_minute: Option<u32>,
     /// Who may sign up: `open` (anyone) or `invite` (an address with a pending invite, and the
     /// first account of a server that has none) [default: open].
     #[arg(long, env = "WEFT_SIGNUP", value_enum)]
@@ -214,6 +218,7 @@ impl Settings {
             refresh_token_secs: self.refresh_token_secs.or(lower.refresh_token_secs),
             auth_attempts_per_minute: self.auth_attempts_per_minute.or(lower.auth_attempts_per_minute),
             signup: self.signup.or(lower.signup),
+            api_requests_per_minute: self.api_requests_per_minute.or(lower.api_requests_per_minute),
             login_attempts_per_account_per_hour: self
                 .login_attempts_per_account_per_hour
                 .or(lower.login_attempts_per_account_per_hour),
@@ -235,6 +240,8 @@ pub struct AccountsConfig {
     pub auth_attempts_per_minute: std::num::NonZeroU32,
     /// Log-in attempts per account per hour.
     pub login_attempts_per_account_per_hour: std::num::NonZeroU32,
+    /// Authenticated REST requests per user per minute.
+    pub api_requests_per_minute: std::num::NonZeroU32,
     /// Who may sign up.
     pub signup: SignupPolicy,
 }
@@ -325,6 +332,11 @@ impl Config {
         else {
             bail!("login_attempts_per_account_per_hour must be at least 1");
         };
+        let Some(api_requests_per_minute) =
+            std::num::NonZeroU32::new(s.api_requests_per_minute.unwrap_or(1200))
+        else {
+            bail!("api_requests_per_minute must be at least 1");
+        };
         let mail = match (s.smtp_url.filter(|u| !u.is_empty()), s.smtp_from) {
             (None, _) => None,
             (Some(_), None) => bail!("smtp_from is required with smtp_url"),
@@ -371,6 +383,7 @@ impl Config {
                 refresh_ttl: Duration::from_secs(refresh_token_secs),
                 auth_attempts_per_minute,
                 login_attempts_per_account_per_hour,
+                api_requests_per_minute,
                 signup: s.signup.unwrap_or_default(),
             },
             hocuspocus_ping: Duration::from_secs(15),

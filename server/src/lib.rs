@@ -56,6 +56,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         limits: Arc::new(http::Limits::new(
             config.accounts.auth_attempts_per_minute,
             config.accounts.login_attempts_per_account_per_hour,
+            config.accounts.api_requests_per_minute,
         )),
         mailer: config.mail.as_ref().map(mail::Mailer::new).transpose()?,
         config: Arc::new(config),

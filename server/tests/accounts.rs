@@ -327,3 +327,25 @@ async fn the_cli_creates_accounts_and_issues_tokens_the_server_accepts() {
     assert_eq!(status, StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn each_user_has_a_request_allowance_of_their_own() {
+    let dir = temp_dir();
+    let mut config = weft::Config::with_data_dir(dir.path());
+    config.accounts.api_requests_per_minute = std::num::NonZeroU32::new(3).unwrap();
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let busy = api.signup("busy@example.com", "a long enough password").await;
+    let calm = api.signup("calm@example.com", "a long enough password").await;
+    let busy = busy["access_token"].as_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(api.get("/api/me", Some(busy)).await.0, StatusCode::OK);
+    }
+    let response = api.http.get(format!("{}/api/me", api.base)).bearer_auth(busy).send().await.unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, body) = read(response).await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    let (status, _) = api.get("/api/me", calm["access_token"].as_str()).await;
+    assert_eq!(status, StatusCode::OK, "another user keeps their allowance");
+    server.stop().await;
+}

@@ -1,7 +1,8 @@
 //! Rate limits: how often one client address may try credentials, and how often anyone may try
 //! to log in to one account. Every route that takes a password or a refresh token asks for an
-//! [`AuthAttempt`]; log-in also asks [`Limits::check_login`] for the account. Over a limit the
-//! request gets 429 with `Retry-After` before any password is checked.
+//! [`AuthAttempt`]; log-in also asks [`Limits::check_login`] for the account; and every
+//! authenticated request counts against its user ([`Limits::check_request`], asked by the
+//! `Caller` extractor). Over a limit the request gets 429 with `Retry-After` before any work.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -24,6 +25,7 @@ const PRUNE_EVERY: u64 = 1024;
 pub struct Limits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     logins: DefaultKeyedRateLimiter<String>,
+    requests: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
 }
 
@@ -34,13 +36,33 @@ impl Limits {
     /// Limits allowing `auth_per_minute` credential attempts per client address per minute (in
     /// bursts of up to that many), and `logins_per_hour` log-in attempts per account per hour
     /// (in bursts of up to [`LOGIN_BURST`]), from all addresses together.
-    pub fn new(auth_per_minute: NonZeroU32, logins_per_hour: NonZeroU32) -> Self {
+    /// `requests_per_minute` authenticated API requests are allowed per user (in bursts of up to
+    /// that many).
+    pub fn new(
+        auth_per_minute: NonZeroU32,
+        logins_per_hour: NonZeroU32,
+        requests_per_minute: NonZeroU32,
+    ) -> Self {
         let burst = NonZeroU32::new(LOGIN_BURST.min(logins_per_hour.get())).unwrap_or(logins_per_hour);
         Self {
             auth: RateLimiter::keyed(Quota::per_minute(auth_per_minute)),
             logins: RateLimiter::keyed(Quota::per_hour(logins_per_hour).allow_burst(burst)),
+            requests: RateLimiter::keyed(Quota::per_minute(requests_per_minute)),
             checks: AtomicU64::new(0),
         }
+    }
+
+    /// Counts an authenticated API request by `user_id`; `Err` says how long to wait.
+    ///
+    /// # Errors
+    /// The wait, when the user's allowance is used up.
+    pub fn check_request(&self, user_id: &str) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.requests.retain_recent();
+        }
+        self.requests
+            .check_key(&user_id.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Counts a log-in attempt on the account `email` (normalised); `Err` says how long to wait.

@@ -106,6 +106,7 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Auth(AuthError::Missing))?;
         let user_id = state.sessions.verify_access(token)?;
+        state.limits.check_request(&user_id).map_err(ApiError::RateLimited)?;
         let address = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
