@@ -5,12 +5,11 @@
 
 use anyhow::Context;
 
-use crate::auth::passwords;
-use crate::auth::sessions::{Sessions, random_id};
+use crate::auth::sessions::Sessions;
 use crate::config::Config;
-use crate::http::api::{display_name, email, now_ms, password};
+use crate::http::api::{email, now_ms, password_user};
 use crate::storage::Storage;
-use crate::storage::accounts::{AuditEntry, NewUser, User};
+use crate::storage::accounts::{AuditEntry, User};
 
 /// Creates a password account, whatever the sign-up policy.
 ///
@@ -22,21 +21,9 @@ pub async fn create_user(
     name: Option<&str>,
     raw_password: &str,
 ) -> anyhow::Result<User> {
-    let email = email(raw_email).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let password = password(raw_password).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let name = match name {
-        Some(name) => display_name(name).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => email.split('@').next().unwrap_or_default().to_owned(),
-    };
+    let new =
+        password_user(raw_email, name, raw_password, false).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let storage = Storage::open(&config.storage).await.context("opening storage")?;
-    let new = NewUser {
-        id: random_id()?,
-        email: Some(email),
-        name,
-        password_hash: Some(passwords::hash(password).await?),
-        external: None,
-        invited_only: false,
-    };
     let audit = AuditEntry { action: "account.create_cli", ..AuditEntry::default() };
     let created = storage.create_user(new, audit, now_ms()).await;
     storage.close().await;

@@ -146,25 +146,37 @@ async fn start(
     })
 }
 
-async fn signup(
-    State(state): State<AppState>,
-    attempt: AuthAttempt,
-    Body(body): Body<SignUp>,
-) -> Result<(StatusCode, Json<Session>), ApiError> {
-    let email = email(&body.email)?;
-    let password = password(&body.password)?;
-    let name = match &body.name {
+/// A new password account from what a person typed, validated, with its password hashed. The
+/// name defaults to the part of the address before `@`.
+pub(crate) async fn password_user(
+    raw_email: &str,
+    name: Option<&str>,
+    raw_password: &str,
+    invited_only: bool,
+) -> Result<NewUser, ApiError> {
+    let email = email(raw_email)?;
+    let password = password(raw_password)?;
+    let name = match name {
         Some(name) => display_name(name)?,
         None => email.split('@').next().unwrap_or_default().to_owned(),
     };
-    let new = NewUser {
+    Ok(NewUser {
         id: random_id()?,
         email: Some(email),
         name,
         password_hash: Some(passwords::hash(password).await?),
         external: None,
-        invited_only: state.config.accounts.signup == crate::config::SignupPolicy::Invite,
-    };
+        invited_only,
+    })
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    attempt: AuthAttempt,
+    Body(body): Body<SignUp>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let invited_only = state.config.accounts.signup == crate::config::SignupPolicy::Invite;
+    let new = password_user(&body.email, body.name.as_deref(), &body.password, invited_only).await?;
     let audit = AuditEntry {
         action: "account.signup",
         address: Some(attempt.address.to_string()),

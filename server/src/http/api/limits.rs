@@ -57,12 +57,7 @@ impl Limits {
     /// # Errors
     /// The wait, when the user's allowance is used up.
     pub fn check_request(&self, user_id: &str) -> Result<(), Duration> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.requests.retain_recent();
-        }
-        self.requests
-            .check_key(&user_id.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        self.check(&self.requests, &user_id.to_owned())
     }
 
     /// Counts a log-in attempt on the account `email` (normalised); `Err` says how long to wait.
@@ -70,21 +65,23 @@ impl Limits {
     /// # Errors
     /// The wait, when the account's allowance is used up.
     pub fn check_login(&self, email: &str) -> Result<(), Duration> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.logins.retain_recent();
-        }
-        self.logins
-            .check_key(&email.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        self.check(&self.logins, &email.to_owned())
     }
 
     fn check_auth(&self, address: IpAddr) -> Result<(), Duration> {
+        self.check(&self.auth, &address)
+    }
+
+    /// One check against `limiter`, pruning it now and then.
+    fn check<K: Clone + Eq + std::hash::Hash>(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), Duration> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.auth.retain_recent();
+            limiter.retain_recent();
         }
-        self.auth
-            .check_key(&address)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 }
 

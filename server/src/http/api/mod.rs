@@ -6,7 +6,7 @@ mod accounts;
 pub mod limits;
 mod workspaces;
 
-pub(crate) use accounts::{display_name, email, now_ms, password};
+pub(crate) use accounts::{email, now_ms, password_user};
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
