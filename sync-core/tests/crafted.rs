@@ -333,3 +333,100 @@ fn a_deferred_update_then_other_content_for_its_clock_leaves_the_relay_nothing_p
         "the clock both claim holds the content the relay integrated first"
     );
 }
+
+#[test]
+fn an_item_between_collected_content_and_a_live_key_is_refused_and_the_next_honest_edit_reloads() {
+    let hex = |s: &str| -> Bytes {
+        Bytes::from(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>(),
+        )
+    };
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    // Found by fuzzing (fuzz/regressions/yjs_relay/tail-between-collected-content-and-a-live-key):
+    // client 1 pushes `true` into array "a" and sets m["k0"] (clocks 0 and 1), then a GC block
+    // over clocks 1..10 (the replica keeps clock 1 and collects 2..9).
+    for update in ["010201000801016101782801016d026b30017dd50200", "01010101000801010008010161017800"] {
+        let out = send(&mut relay, B, &Message::Update(hex(update)).encode());
+        assert!(closes(&out).is_empty(), "{out:?}");
+    }
+    // Then one deleted item over clocks 0..97 whose right origin is m["k0"]: yrs keeps clocks
+    // 0..9 and links the rest after collected clock 8, so it would sit under "k0" with no left
+    // neighbour. The next concurrent write of "k0" then landed differently in the replica and in
+    // a document loaded from its state, and a reload quarantined that honest write.
+    let out = send(&mut relay, B, &Message::Update(hex("0101010051010161017800")).encode());
+    let closed = closes(&out);
+    assert_eq!(closed.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), [(B, CloseCode::InvalidUpdate)]);
+    assert!(closed[0].2.contains("between collected content and a live type"), "{}", closed[0].2);
+    let logged: Vec<(u64, Bytes)> = out
+        .iter()
+        .filter_map(|e| {
+            if let Event::Append { seq, update, .. } = e { Some((*seq, update.clone())) } else { None }
+        })
+        .collect();
+    assert!(logged.is_empty(), "the refused update is not logged: {logged:?}");
+
+    // The honest write of m["k0"] by client 4, on the relay loaded from its log, and again.
+    let log = ["010201000801016101782801016d026b30017dd50200", "01010101000801010008010161017800"].map(hex);
+    let loaded = Relay::load(
+        RelayLimits::default(),
+        None,
+        log.iter().enumerate().map(|(i, u)| (i as u64 + 1, &u[..])),
+    );
+    assert!(loaded.quarantined.is_empty(), "{:?}", loaded.quarantined);
+    let mut relay = loaded.relay;
+    join_synced(&mut relay, C);
+    let honest = hex("010104002801016d026b30017d0000");
+    let out = send(&mut relay, C, &Message::Update(honest.clone()).encode());
+    assert!(closes(&out).is_empty(), "{out:?}");
+    let value = |doc: &Doc| {
+        yrs::Map::get(&doc.get_or_insert_map("m"), &doc.transact(), "k0")
+            .map(|v| v.to_string(&doc.transact()))
+    };
+    assert_eq!(relay.read(value).unwrap().as_deref(), Some("0"), "client 4 wins the key");
+    let all: Vec<Bytes> = log.iter().cloned().chain([honest]).collect();
+    let reloaded = Relay::load(
+        RelayLimits::default(),
+        None,
+        all.iter().enumerate().map(|(i, u)| (i as u64 + 1, &u[..])),
+    );
+    assert!(reloaded.quarantined.is_empty(), "{:?}", reloaded.quarantined);
+    assert_eq!(reloaded.relay.read(value).unwrap().as_deref(), Some("0"));
+}
+
+#[test]
+fn an_offline_edit_inside_a_type_deleted_meanwhile_is_accepted() {
+    use yrs::{Array, TextPrelim};
+    // Client 5 puts a nested text "abc" into array "a"; client 6 has a copy.
+    let author = Doc::with_client_id(5);
+    author.get_or_insert_array("a").push_back(&mut author.transact_mut(), TextPrelim::new("abc"));
+    let first = Bytes::from(author.transact().encode_state_as_update_v1(&StateVector::default()));
+    let offline = Doc::with_client_id(6);
+    offline.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    assert!(closes(&send(&mut relay, A, &Message::Update(first).encode())).is_empty());
+    // Client 5 deletes the nested text: the relay collects its characters.
+    let before = author.transact().state_vector();
+    author.get_or_insert_array("a").remove(&mut author.transact_mut(), 0);
+    let delete = Bytes::from(author.transact().encode_state_as_update_v1(&before));
+    assert!(closes(&send(&mut relay, A, &Message::Update(delete).encode())).is_empty());
+    // Client 6, offline meanwhile, typed between "a" and "b" of that text, then sends its whole
+    // state (overlapping what the relay has): both neighbours are collected, and that is fine.
+    let array = offline.get_or_insert_array("a");
+    let text = array.get(&offline.transact(), 0).unwrap().cast::<yrs::TextRef>().unwrap();
+    let before = offline.transact().state_vector();
+    text.insert(&mut offline.transact_mut(), 1, "X");
+    let typed = Bytes::from(offline.transact().encode_state_as_update_v1(&before));
+    let whole = Bytes::from(offline.transact().encode_state_as_update_v1(&StateVector::default()));
+    for update in [typed, whole] {
+        let out = send(&mut relay, B, &Message::Update(update).encode());
+        assert!(closes(&out).is_empty() && relay.health() == Health::Serving, "{out:?}");
+    }
+    assert_eq!(relay.read(|doc| doc.get_or_insert_array("a").len(&doc.transact())).unwrap(), 0);
+}

@@ -139,6 +139,17 @@ impl Anchors {
             let Some(place) = &part.place else {
                 return Err(format!("its item {} refers to content this replica does not have", name()));
             };
+            // yrs links an item to a collected neighbour as if it had none there, and takes its
+            // place from the other one; the item then sits in a live list without the left (or
+            // right) neighbour it names, and where it lands depends on what else that list holds
+            // when it arrives: the replica and a document loaded from its state disagree after
+            // the next concurrent edit there. Honest neighbours are collected together (yrs
+            // collects every item of a deleted type), so one collected and one live is refused.
+            let sides: Vec<Option<Place>> = part.linked.iter().flatten().map(|id| lookup(&new, id)).collect();
+            let collected = sides.contains(&Some(Place::Collected));
+            if collected && sides.iter().any(|side| matches!(side, Some(Place::In { .. }))) {
+                return Err(format!("its item {} lies between collected content and a live type", name()));
+            }
             if *place != Place::Collected {
                 for origin in part.linked.iter().flatten() {
                     match lookup(&new, origin) {
