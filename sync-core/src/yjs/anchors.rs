@@ -8,6 +8,9 @@
 //! loads, but every later edit of either type can panic, on the relay and on every client that
 //! received it (found by fuzzing the relay; yrs 0.28). Honest editors always take both origins
 //! from neighbours in one list, so [`Anchors::check`] refuses such an update before it is applied.
+//! It refuses, too, an item with one collected and one live neighbour: yrs places it by the live
+//! one alone, and a document loaded from the replica's state then places later edits beside it
+//! differently (found by fuzzing too).
 //!
 //! yrs does not expose an item's parent, so [`Anchors`] keeps its own index: for each client, runs
 //! of clocks and the place their items went, appended as updates are applied (consecutive items in
