@@ -47,10 +47,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
              `weft user create --email you@example.com` and type a password"
         );
     }
+    let policy = auth::policy::Policy::new(auth, sessions.clone(), storage.clone()).await?;
     let state = AppState {
         rooms,
         storage: storage.clone(),
-        auth,
+        policy,
         sessions,
         metrics,
         limits: Arc::new(http::Limits::new(

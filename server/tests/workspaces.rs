@@ -4,54 +4,11 @@
 
 mod common;
 
-use common::api::{Api, code};
+use common::api::{Api, Person, code, create_workspace, invite, member, person};
 use common::{TestServer, temp_dir};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use weft_sync_core::access::{self, Action, Decision, Role, Target};
-
-/// A signed-up person: their access token and user id.
-struct Person {
-    token: String,
-    id: String,
-}
-
-async fn person(api: &Api, email: &str) -> Person {
-    let session = api.signup(email, "correct horse").await;
-    Person {
-        token: session["access_token"].as_str().unwrap().to_owned(),
-        id: session["user"]["id"].as_str().unwrap().to_owned(),
-    }
-}
-
-async fn create_workspace(api: &Api, owner: &Person, name: &str) -> String {
-    let (status, body) =
-        api.call(Method::POST, "/api/workspaces", Some(&owner.token), json!({ "name": name })).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["role"], "owner");
-    body["id"].as_str().unwrap().to_owned()
-}
-
-async fn invite(api: &Api, by: &Person, ws: &str, email: &str, role: &str) -> (StatusCode, Value) {
-    api.call(
-        Method::POST,
-        &format!("/api/workspaces/{ws}/invites"),
-        Some(&by.token),
-        json!({ "email": email, "role": role }),
-    )
-    .await
-}
-
-/// Invites `email` into `ws` with `role` (from `owner`), signs them up, and accepts the invite.
-async fn member(api: &Api, owner: &Person, ws: &str, email: &str, role: &str) -> Person {
-    let (status, created) = invite(api, owner, ws, email, role).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let joined = person(api, email).await;
-    let path = created["accept_path"].as_str().unwrap();
-    let (status, body) = api.call(Method::POST, path, Some(&joined.token), Value::Null).await;
-    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some(role)), "{body}");
-    joined
-}
 
 #[tokio::test]
 async fn workspaces_and_the_invite_lifecycle() {

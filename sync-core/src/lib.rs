@@ -11,12 +11,14 @@ pub mod close;
 pub mod contain;
 pub mod hocuspocus;
 pub mod ids;
+pub mod kind;
 pub mod relay;
 pub mod yjs;
 
 pub use close::CloseCode;
 pub use contain::CrdtFailure;
 pub use ids::{DocId, InvalidDocId, PeerId};
+pub use kind::DocKind;
 pub use relay::{
     Access, DocumentRelay, Event, Health, LoadError, Loaded, Quarantined, RelayLimits, Snapshot, StoredItem,
 };

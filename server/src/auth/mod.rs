@@ -6,11 +6,12 @@
 //! dialect's own auth message. Claims: `sub` (the user id, recorded as the author of updates), `exp`
 //! (required), optional `scope` (`"read-write"`, the default, or `"readonly"`), and optional `docs`
 //! (document names the token is limited to; a trailing `*` matches a prefix).
-//! Accounts, workspaces and roles come later; this is the enforcement point they will feed.
+//! That is the provider for free documents; workspace documents are decided by [`policy`].
 //!
 //! Weft's own accounts: [`passwords`] (argon2id) and [`sessions`] (access and refresh tokens).
 
 pub mod passwords;
+pub mod policy;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub struct Grant {
     pub access: Access,
     /// The user the token names, if any.
     pub user_id: Option<String>,
+    /// The workspace of the document, when it is a workspace document.
+    pub workspace: Option<String>,
+    /// How many access changes the policy had seen when it decided (see `Policy::track`).
+    pub epoch: u64,
 }
 
 impl Grant {
@@ -50,6 +55,13 @@ pub enum AuthError {
     /// The token is valid but not for this document.
     #[error("the token does not grant access to this document")]
     NotForDocument,
+    /// No such document, or one the bearer may not know exists (a workspace document of a
+    /// workspace they are not in, a private one they are not listed on, a deleted one).
+    #[error("no such document")]
+    Hidden,
+    /// The decision could not be made (storage failed); try again.
+    #[error("access cannot be checked right now")]
+    Unavailable,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +102,9 @@ impl Auth {
     /// # Errors
     /// [`AuthError`] when tokens are required and this one does not grant access to `doc`.
     pub fn verify(&self, token: Option<&str>, doc: &DocId) -> Result<Grant, AuthError> {
-        let Some(key) = &self.key else { return Ok(Grant { access: Access::ReadWrite, user_id: None }) };
+        let Some(key) = &self.key else {
+            return Ok(Grant { access: Access::ReadWrite, user_id: None, workspace: None, epoch: 0 });
+        };
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
         let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?
@@ -105,7 +119,7 @@ impl Auth {
             Some("readonly") => Access::ReadOnly,
             Some(other) => return Err(AuthError::Invalid(format!("unknown scope {other:?}"))),
         };
-        Ok(Grant { access, user_id: claims.sub })
+        Ok(Grant { access, user_id: claims.sub, workspace: None, epoch: 0 })
     }
 }
 
@@ -147,7 +161,10 @@ mod tests {
             serde_json::json!({ "sub": "ann", "exp": FUTURE, "scope": "readonly", "docs": ["team/*"] }),
         );
         let grant = auth.verify(Some(&t), &doc("team/notes")).unwrap();
-        assert_eq!(grant, Grant { access: Access::ReadOnly, user_id: Some("ann".into()) });
+        assert_eq!(
+            grant,
+            Grant { access: Access::ReadOnly, user_id: Some("ann".into()), workspace: None, epoch: 0 }
+        );
         assert_eq!(auth.verify(Some(&t), &doc("other")), Err(AuthError::NotForDocument));
     }
 

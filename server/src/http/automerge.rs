@@ -41,6 +41,7 @@ use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
 use crate::auth::AuthError;
+use crate::auth::policy::Tracked;
 use crate::rooms::{self, Closer, Dialect, Inbound, Membership, PeerLink};
 use crate::storage::Crdt;
 
@@ -69,7 +70,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
     let token = request_token(&query, &headers).filter(|t| !t.is_empty()).map(str::to_owned);
-    if state.auth.is_enforced() && token.is_none() {
+    if state.policy.auth().is_enforced() && token.is_none() {
         return Err(AuthError::Missing.into());
     }
     Ok(accept(ws, state, move |socket, state| serve(socket, token, state)))
@@ -97,7 +98,12 @@ struct Connection {
 enum DocState {
     /// Messages go to the document's room. `link` is this document's peer link, which the room ends
     /// alone on a permanent problem (an invalid sync message, the size limit, read-only access).
-    Joined { membership: Membership, link: PeerLink },
+    Joined {
+        membership: Membership,
+        link: PeerLink,
+        /// Keeps the connection reachable by access changes while the document is open.
+        _tracked: Option<Tracked>,
+    },
     /// Refused when first named (another CRDT, not covered by the token); messages are dropped.
     Refused,
 }
@@ -242,7 +248,7 @@ impl Connection {
                 self.documents.entry(document).or_insert(state)
             }
         };
-        let DocState::Joined { membership, link } = state else { return Flow::Continue };
+        let DocState::Joined { membership, link, .. } = state else { return Flow::Continue };
         if link.is_gone() {
             // The room ended this document's peer for a permanent problem (it sent an `error`
             // message saying which); the socket goes on for the others.
@@ -270,24 +276,35 @@ impl Connection {
             // Unreachable for ids the codec accepted (base58 within the DocId limit); refused anyway.
             Err(err) => return Err(self.refuse(document, CloseCode::MalformedMessage, &err.to_string())),
         };
-        let grant = match self.state.auth.verify(self.token.as_deref(), &doc) {
+        let decided = tokio::select! {
+            decided = self.state.policy.document(self.token.as_deref(), &doc) => decided,
+            () = self.closer.closed() => return Err(Flow::Stop),
+        };
+        let grant = match decided {
             Ok(grant) => grant,
+            Err(AuthError::Unavailable) => {
+                self.fail(CloseCode::InternalError, "access cannot be checked right now");
+                return Err(Flow::Stop);
+            }
             Err(err) => {
                 let code = match err {
-                    AuthError::NotForDocument => CloseCode::Forbidden,
-                    AuthError::Missing | AuthError::Invalid(_) => CloseCode::Unauthorized,
+                    AuthError::NotForDocument | AuthError::Hidden => CloseCode::Forbidden,
+                    AuthError::Missing | AuthError::Invalid(_) | AuthError::Unavailable => {
+                        CloseCode::Unauthorized
+                    }
                 };
                 return Err(self.refuse(document, code, &err.to_string()));
             }
         };
         let route = Route { local: server_peer_id().to_owned(), remote, document: document.clone() };
         let link = self.link.sibling(Dialect::AutomergeRepo { route });
+        let tracked = self.state.policy.track(&grant, &doc, &link);
         let joined = tokio::select! {
             joined = self.state.rooms.join(&doc, Crdt::Automerge, grant.identity(), link.clone()) => joined,
             () = self.closer.closed() => return Err(Flow::Stop),
         };
         match joined {
-            Ok(membership) => Ok(DocState::Joined { membership, link }),
+            Ok(membership) => Ok(DocState::Joined { membership, link, _tracked: tracked }),
             Err(err) => {
                 tracing::info!(doc = %doc, error = %err, "automerge-repo join refused");
                 let code = err.close_code();

@@ -98,6 +98,10 @@ impl From<StorageError> for ApiError {
                 code: "signup_by_invite_only",
                 message: "sign-up on this server is by invite only; ask a workspace admin for an invite",
             },
+            StorageError::NotAMember(user) => Self::Invalid {
+                code: "not_a_member",
+                message: format!("{user} is not a member of the workspace"),
+            },
             other => Self::Storage(other),
         }
     }
@@ -130,6 +134,8 @@ impl ApiError {
             Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(AuthError::NotForDocument) => StatusCode::FORBIDDEN,
+            Self::Auth(AuthError::Hidden) => StatusCode::NOT_FOUND,
+            Self::Auth(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(_) | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -151,6 +157,8 @@ impl ApiError {
             Self::UpgradeRequired => "upgrade_required",
             Self::NotReady(_) => "not_ready",
             Self::Auth(AuthError::NotForDocument) => "forbidden",
+            Self::Auth(AuthError::Hidden) => "not_found",
+            Self::Auth(AuthError::Unavailable) => "not_ready",
             Self::Auth(_) => "unauthorized",
             Self::Invalid { code, .. }
             | Self::Unauthenticated { code, .. }

@@ -34,9 +34,9 @@ use weft_sync_core::{CloseCode, DocId};
 use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
-use crate::rooms::{
-    self, Closer, Dialect, Identity, Inbound, JoinError, Membership, PeerLink, Undeliverable,
-};
+use crate::auth::AuthError;
+use crate::auth::policy::Tracked;
+use crate::rooms::{self, Closer, Dialect, Inbound, JoinError, Membership, PeerLink, Undeliverable};
 use crate::storage::Crdt;
 
 /// Messages one socket may hold for documents whose token has not arrived yet or whose room is
@@ -70,7 +70,12 @@ enum DocState {
     /// The token was accepted (`authenticated` sent); the room is being joined.
     Joining { attempt: u64, queue: Vec<Queued> },
     /// A peer of the document's room.
-    Joined { membership: Membership, link: PeerLink },
+    Joined {
+        membership: Membership,
+        link: PeerLink,
+        /// Keeps the document reachable by access changes while it is open.
+        _tracked: Option<Tracked>,
+    },
     /// Refused, or closed by the server for a permanent problem: frames are dropped until the
     /// provider sends a token again (a provider whose document was closed resyncs it when its
     /// socket reconnects; its edits stay in its own replica meanwhile).
@@ -89,7 +94,15 @@ struct Joined {
     key: RoutingKey,
     attempt: u64,
     link: PeerLink,
-    result: Result<Membership, JoinError>,
+    result: Result<(Membership, Option<Tracked>), Refusal>,
+}
+
+/// Why a key was not joined.
+enum Refusal {
+    /// The token does not open the document: the provider is told why.
+    Denied(String),
+    /// The room refused.
+    Join(JoinError),
 }
 
 type JoinFuture = Pin<Box<dyn Future<Output = Joined> + Send>>;
@@ -226,23 +239,11 @@ impl Connection {
             Err(err) => return self.deny(key, &err.to_string()),
         };
         let token = if token.is_empty() { self.request_token.clone() } else { Some(token) };
-        let grant = match self.state.auth.verify(token.as_deref(), &doc) {
-            Ok(grant) => grant,
-            Err(err) => {
-                tracing::info!(doc = %doc, error = %err, "hocuspocus token refused");
-                return self.deny(key, &err.to_string());
-            }
-        };
-        let prefix = key.prefix();
-        let scope = match grant.access {
-            Access::ReadWrite => hocuspocus::SCOPE_READ_WRITE,
-            Access::ReadOnly => hocuspocus::SCOPE_READONLY,
-        };
-        self.send(hocuspocus::authenticated(&prefix, scope))?;
         let attempt = self.next_attempt;
         self.next_attempt += 1;
-        let link = self.link.sibling(Dialect::Hocuspocus { prefix });
-        self.joins.push(join(self.state.clone(), doc, grant.identity(), key.clone(), attempt, link));
+        let link = self.link.sibling(Dialect::Hocuspocus { prefix: key.prefix() });
+        let base = self.link.clone();
+        self.joins.push(join(self.state.clone(), doc, token, key.clone(), attempt, link, base));
         self.count(&queue);
         self.docs.insert(key, DocState::Joining { attempt, queue });
         ControlFlow::Continue(())
@@ -255,7 +256,7 @@ impl Connection {
             matches!(self.docs.get(&key), Some(DocState::Joining { attempt: a, .. }) if *a == attempt);
         if !current {
             // The provider closed the document (or started over) while it was loading.
-            if let Ok(membership) = result {
+            if let Ok((membership, _)) = result {
                 membership.leave().await;
             }
             return ControlFlow::Continue(());
@@ -264,9 +265,10 @@ impl Connection {
             return ControlFlow::Continue(());
         };
         self.release(&queue);
-        let membership = match result {
-            Ok(membership) => membership,
-            Err(err) => {
+        let (membership, tracked) = match result {
+            Ok(joined) => joined,
+            Err(Refusal::Denied(reason)) => return self.deny(key, &reason),
+            Err(Refusal::Join(err)) => {
                 let code = err.close_code();
                 tracing::info!(key = key.as_str(), error = %err, code = code.code(), "join refused");
                 if code.is_transient() {
@@ -279,7 +281,7 @@ impl Connection {
         for input in coalesce(queue) {
             forward(&membership, &self.closer, input).await?;
         }
-        self.docs.insert(key, DocState::Joined { membership, link });
+        self.docs.insert(key, DocState::Joined { membership, link, _tracked: tracked });
         ControlFlow::Continue(())
     }
 
@@ -288,7 +290,7 @@ impl Connection {
         let doc =
             self.docs.entry(key.clone()).or_insert_with(|| DocState::AwaitingToken { queue: Vec::new() });
         match doc {
-            DocState::Joined { membership, link } => {
+            DocState::Joined { membership, link, .. } => {
                 if !link.is_gone() {
                     return forward(membership, &self.closer, input).await;
                 }
@@ -371,16 +373,44 @@ impl Connection {
     }
 }
 
+/// Decides whether `token` opens `doc`, tells the provider (`authenticated` with its scope, sent
+/// on the socket's `base` link before anything the room sends), and joins the room.
 fn join(
     state: AppState,
     doc: DocId,
-    identity: Identity,
+    token: Option<String>,
     key: RoutingKey,
     attempt: u64,
     link: PeerLink,
+    base: PeerLink,
 ) -> JoinFuture {
     Box::pin(async move {
-        let result = state.rooms.join(&doc, Crdt::Yjs, identity, link.clone()).await;
+        let result = async {
+            let grant = match state.policy.document(token.as_deref(), &doc).await {
+                Ok(grant) => grant,
+                Err(AuthError::Unavailable) => {
+                    return Err(Refusal::Join(JoinError::Unavailable("access cannot be checked".into())));
+                }
+                Err(err) => {
+                    tracing::info!(doc = %doc, error = %err, "hocuspocus token refused");
+                    return Err(Refusal::Denied(err.to_string()));
+                }
+            };
+            let scope = match grant.access {
+                Access::ReadWrite => hocuspocus::SCOPE_READ_WRITE,
+                Access::ReadOnly => hocuspocus::SCOPE_READONLY,
+            };
+            // A full outbox closes the socket at the next send; the join then finds it gone.
+            let _ = base.send_raw(hocuspocus::authenticated(&key.prefix(), scope));
+            let tracked = state.policy.track(&grant, &doc, &link);
+            let membership = state
+                .rooms
+                .join(&doc, Crdt::Yjs, grant.identity(), link.clone())
+                .await
+                .map_err(Refusal::Join)?;
+            Ok((membership, tracked))
+        }
+        .await;
         Joined { key, attempt, link, result }
     })
 }

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
 
-use crate::auth::Auth;
+use crate::auth::policy::Policy;
 use crate::auth::sessions::Sessions;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -35,8 +35,8 @@ pub struct AppState {
     pub rooms: Rooms,
     /// The store.
     pub storage: Storage,
-    /// Token verification.
-    pub auth: Auth,
+    /// The document access decision and the live-connection index.
+    pub policy: Policy,
     /// Weft's own sessions (access and refresh tokens).
     pub sessions: Sessions,
     /// The counters `/metrics` serves.

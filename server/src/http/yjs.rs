@@ -33,7 +33,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let doc = DocId::new(doc_id)?;
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
-    let grant = state.auth.verify(request_token(&query, &headers), &doc)?;
+    let grant = state.policy.document(request_token(&query, &headers), &doc).await?;
     Ok(accept(ws, state, move |socket, state| serve(socket, doc, grant, state)))
 }
 
@@ -49,6 +49,7 @@ async fn serve(socket: WebSocket, doc: DocId, grant: Grant, state: AppState) {
     let (sink, mut stream) = socket.split();
     let (link, outbox, closer) = rooms::link(state.config.rooms.peer_outbox, Dialect::YWebsocket);
     let writer = spawn_writer(sink, outbox, closer.clone(), state.shutdown.clone());
+    let _tracked = state.policy.track(&grant, &doc, &link);
     let membership = match state.rooms.join(&doc, Crdt::Yjs, grant.identity(), link).await {
         Ok(membership) => membership,
         Err(err) => {

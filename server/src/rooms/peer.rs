@@ -14,7 +14,10 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weft_sync_core::{CloseCode, automerge, hocuspocus};
+use weft_sync_core::{CloseCode, automerge, hocuspocus, yjs};
+
+/// Why a read-only peer's write was refused, as it is told.
+const READ_ONLY: &str = "read-only access: updates are not accepted";
 
 /// How a peer's connection frames what the room sends it.
 #[derive(Clone, Debug)]
@@ -102,15 +105,24 @@ impl PeerLink {
         }
     }
 
-    /// Tells the peer a write was refused (it has read-only access). Dialects without a way to say
-    /// so get the connection closed with 4403.
+    /// Tells the peer a write was refused (it has read-only access). A Hocuspocus provider gets a
+    /// failed sync status and stays; a y-websocket client gets the protocol's permission-denied
+    /// auth message and then the close (4403), an automerge-repo peer the close alone (the relay
+    /// has sent its `error` message).
     ///
     /// # Errors
     /// [`Undeliverable`] as for [`PeerLink::try_send`].
     pub fn refuse(&self) -> Result<(), Undeliverable> {
         match &self.dialect {
             Dialect::Hocuspocus { prefix } => self.send_raw(hocuspocus::sync_status(prefix, false)),
-            Dialect::YWebsocket | Dialect::AutomergeRepo { .. } => {
+            Dialect::YWebsocket => {
+                let denied = yjs::codec::Message::PermissionDenied(READ_ONLY.to_owned()).encode();
+                // Its last frame before the close; a full outbox loses only the explanation.
+                let _ = self.queue(denied);
+                self.close_with(CloseCode::Forbidden, READ_ONLY);
+                Ok(())
+            }
+            Dialect::AutomergeRepo { .. } => {
                 self.close(CloseCode::Forbidden);
                 Ok(())
             }

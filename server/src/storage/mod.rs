@@ -6,6 +6,7 @@
 //! blocking thread pool. Nothing here knows about peers or wire formats.
 
 pub mod accounts;
+pub mod documents;
 pub mod quarantine;
 mod schema;
 pub mod workspaces;
@@ -53,7 +54,8 @@ pub struct StorageConfig {
 }
 
 /// Which CRDT a document uses; fixed when the document is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Crdt {
     /// A Yjs (yrs) document.
     Yjs,
@@ -62,14 +64,14 @@ pub enum Crdt {
 }
 
 impl Crdt {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Yjs => "yjs",
             Self::Automerge => "automerge",
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StorageError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StorageError> {
         match s {
             "yjs" => Ok(Self::Yjs),
             "automerge" => Ok(Self::Automerge),
@@ -143,6 +145,9 @@ pub enum StorageError {
     /// Sign-up is by invite only, and the address has no pending invite.
     #[error("sign-up is by invite only")]
     NotInvited,
+    /// A document's member list names someone who is not a member of its workspace.
+    #[error("{0} is not a member of the workspace")]
+    NotAMember(String),
 }
 
 impl From<rusqlite::Error> for StorageError {

@@ -121,6 +121,28 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX invites_by_workspace ON invites (workspace, created_at);
      ALTER TABLE audit ADD COLUMN workspace TEXT;
      CREATE INDEX audit_by_workspace ON audit (workspace, id);",
+    // 5: documents as workspace objects. A document created through the API belongs to a
+    //    workspace and has a kind, a title, flags and (when private) a member list; one a client
+    //    merely names (`workspace` NULL) is a free document, open as the token provider says.
+    //    Deleting a workspace marks its documents deleted; their logs stay until purged.
+    "ALTER TABLE documents ADD COLUMN workspace TEXT;
+     ALTER TABLE documents ADD COLUMN kind TEXT
+         CHECK (kind IN ('document', 'channel', 'board', 'whiteboard'));
+     ALTER TABLE documents ADD COLUMN title TEXT;
+     ALTER TABLE documents ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE documents ADD COLUMN dm INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE documents ADD COLUMN archived_at INTEGER;
+     ALTER TABLE documents ADD COLUMN deleted_at INTEGER;
+     ALTER TABLE documents ADD COLUMN created_by TEXT;
+     CREATE INDEX documents_by_workspace ON documents (workspace, kind, created_at)
+         WHERE workspace IS NOT NULL;
+     CREATE TABLE document_members (
+         doc      INTEGER NOT NULL REFERENCES documents (key),
+         user_id  TEXT NOT NULL,
+         added_at INTEGER NOT NULL,
+         PRIMARY KEY (doc, user_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX document_members_by_user ON document_members (user_id);",
 ];
 
 /// Brings the database up to the latest schema.

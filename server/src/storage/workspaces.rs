@@ -145,11 +145,11 @@ fn workspace_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
     })
 }
 
-fn role(raw: &str) -> Result<Role, StorageError> {
+pub(super) fn role(raw: &str) -> Result<Role, StorageError> {
     Role::parse(raw).ok_or_else(|| StorageError::Corrupt(format!("unknown role {raw:?}")))
 }
 
-fn taken(err: rusqlite::Error, what: &'static str) -> StorageError {
+pub(super) fn taken(err: rusqlite::Error, what: &'static str) -> StorageError {
     match err {
         rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             StorageError::Taken(what)
@@ -169,7 +169,11 @@ fn membership(conn: &Connection, workspace: &str, user_id: &str) -> Result<Optio
     found.map(|(workspace, raw)| Ok(Membership { workspace, role: role(&raw)? })).transpose()
 }
 
-fn role_of(conn: &Connection, workspace: &str, user_id: &str) -> Result<Option<Role>, StorageError> {
+pub(super) fn role_of(
+    conn: &Connection,
+    workspace: &str,
+    user_id: &str,
+) -> Result<Option<Role>, StorageError> {
     let raw: Option<String> = conn
         .query_row(
             "SELECT role FROM members WHERE workspace = ?1 AND user_id = ?2",
@@ -320,6 +324,7 @@ impl Storage {
         self.run(move |conn| {
             let deleted = conn.execute("DELETE FROM workspaces WHERE id = ?1", [&id])? > 0;
             if deleted {
+                super::documents::delete_all_in(conn, &id, now_ms)?;
                 record(
                     conn,
                     now_ms,

@@ -69,3 +69,46 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("an error body: {body}"))
 }
+
+/// A signed-up person: their access token and user id.
+pub struct Person {
+    pub token: String,
+    pub id: String,
+}
+
+pub async fn person(api: &Api, email: &str) -> Person {
+    let session = api.signup(email, "correct horse").await;
+    Person {
+        token: session["access_token"].as_str().unwrap().to_owned(),
+        id: session["user"]["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub async fn create_workspace(api: &Api, owner: &Person, name: &str) -> String {
+    let (status, body) =
+        api.call(Method::POST, "/api/workspaces", Some(&owner.token), json!({ "name": name })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["role"], "owner");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn invite(api: &Api, by: &Person, ws: &str, email: &str, role: &str) -> (StatusCode, Value) {
+    api.call(
+        Method::POST,
+        &format!("/api/workspaces/{ws}/invites"),
+        Some(&by.token),
+        json!({ "email": email, "role": role }),
+    )
+    .await
+}
+
+/// Invites `email` into `ws` with `role` (from `owner`), signs them up, and accepts the invite.
+pub async fn member(api: &Api, owner: &Person, ws: &str, email: &str, role: &str) -> Person {
+    let (status, created) = invite(api, owner, ws, email, role).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let joined = person(api, email).await;
+    let path = created["accept_path"].as_str().unwrap();
+    let (status, body) = api.call(Method::POST, path, Some(&joined.token), Value::Null).await;
+    assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some(role)), "{body}");
+    joined
+}

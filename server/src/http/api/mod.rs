@@ -3,6 +3,7 @@
 //! error) and [`Caller`] (the person an access token names).
 
 mod accounts;
+mod docs;
 pub mod limits;
 mod workspaces;
 
@@ -24,7 +25,10 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every `/api` route.
 pub fn routes() -> Router<AppState> {
-    accounts::routes().merge(workspaces::routes()).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+    accounts::routes()
+        .merge(workspaces::routes())
+        .merge(docs::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// A JSON request body; malformed, oversized or mistyped bodies get a 400 (413 when too large)

@@ -16,6 +16,7 @@ use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
 use super::accounts::{display_name, email, now_ms};
 use super::{Body, Caller, Page, Params, authorize};
+use crate::auth::policy::Affected;
 use crate::auth::sessions::{new_secret, random_id};
 use crate::http::{ApiError, AppState};
 use crate::mail::InviteMail;
@@ -255,6 +256,7 @@ async fn remove(
     if !state.storage.delete_workspace(&ws, audit(&caller, "workspace.delete"), now_ms()).await? {
         return Err(ApiError::Missing("workspace"));
     }
+    state.policy.recheck(Affected::Workspace(ws)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,7 +283,11 @@ async fn apply_change(
     audit: AuditEntry,
 ) -> Result<(), ApiError> {
     match state.storage.change_member(ws, user_id, current, new, audit, now_ms()).await? {
-        MemberChange::Done(_) => Ok(()),
+        MemberChange::Done(_) => {
+            let affected = Affected::Member { workspace: ws.to_owned(), user: user_id.to_owned() };
+            state.policy.recheck(affected).await;
+            Ok(())
+        }
         MemberChange::NotMember => Err(ApiError::Missing("member")),
         MemberChange::LastOwner => Err(ApiError::Conflict {
             code: "last_owner",

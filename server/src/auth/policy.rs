@@ -1,0 +1,225 @@
+//! The one access decision for documents — who is this, and what may they do to this document —
+//! asked by every WebSocket dialect, and the index of live connections that lets a change of
+//! membership, role or document reach the sockets it affects.
+//!
+//! A **workspace document** (created through the API) is open only to a Weft access token whose
+//! user is a member of its workspace (and on its list, when private); [`weft_sync_core::access`]
+//! decides, and anything else is [`AuthError::Hidden`], whatever mode the server runs in. A member
+//! whose role may not edit, or any member of an archived document, gets read-only access. A
+//! **free document** (one a client merely names) is governed by [`Auth`]: open, or the
+//! `--jwt-secret` tokens.
+//!
+//! Which names are workspace documents is kept in memory (ids are added before their row is
+//! written, so no join can take a new workspace document for a free one); everything else is
+//! read from storage at each decision.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use weft_sync_core::access::{self, Action, Decision, Target};
+use weft_sync_core::relay::Access;
+use weft_sync_core::{CloseCode, DocId};
+
+use super::sessions::Sessions;
+use super::{Auth, AuthError, Grant};
+use crate::rooms::PeerLink;
+use crate::storage::documents::DocumentAccess;
+use crate::storage::{Storage, StorageError};
+
+/// The document access decision and the live-connection index. Cheap to clone.
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    auth: Auth,
+    sessions: Sessions,
+    storage: Storage,
+    /// The ids of every workspace document.
+    workspace_docs: RwLock<HashSet<String>>,
+    live: Mutex<HashMap<u64, Live>>,
+    next_live: AtomicU64,
+    /// Counts [`Policy::recheck`] calls: a decision made before one may predate the change.
+    epoch: AtomicU64,
+}
+
+/// One live connection to a workspace document.
+struct Live {
+    user: String,
+    workspace: String,
+    doc: DocId,
+    access: Access,
+    link: PeerLink,
+}
+
+/// Which live connections a change may affect.
+#[derive(Debug, Clone)]
+pub enum Affected {
+    /// One person's, in one workspace (their role changed, or they left or were removed).
+    Member {
+        /// The workspace.
+        workspace: String,
+        /// The person.
+        user: String,
+    },
+    /// Everyone's in a workspace (it was deleted).
+    Workspace(String),
+    /// Everyone's on one document (it was archived, shared differently or deleted).
+    Document(String),
+}
+
+/// Keeps a connection in the live index while it is held.
+pub struct Tracked {
+    policy: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.policy.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// Loads the ids of the workspace documents from `storage`.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    pub async fn new(auth: Auth, sessions: Sessions, storage: Storage) -> Result<Self, StorageError> {
+        let ids = storage.workspace_document_ids().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                auth,
+                sessions,
+                storage,
+                workspace_docs: RwLock::new(ids.into_iter().collect()),
+                live: Mutex::new(HashMap::new()),
+                next_live: AtomicU64::new(1),
+                epoch: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The free-document provider (for the dialects' own questions, such as whether a token is
+    /// required at all).
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    /// Registers `id` as a workspace document: call before its row is written.
+    pub fn add_workspace_document(&self, id: &str) {
+        self.inner.workspace_docs.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
+    }
+
+    /// Forgets `id` again (its row was never written).
+    pub fn forget_workspace_document(&self, id: &str) {
+        self.inner.workspace_docs.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    fn is_workspace_document(&self, doc: &DocId) -> bool {
+        self.inner.workspace_docs.read().unwrap_or_else(|p| p.into_inner()).contains(doc.as_str())
+    }
+
+    /// Decides what the bearer of `token` may do to `doc`.
+    ///
+    /// # Errors
+    /// [`AuthError`]: no or an invalid token where one is needed, a token that does not cover a
+    /// free document, or [`AuthError::Hidden`] for a workspace document the bearer may not see.
+    pub async fn document(&self, token: Option<&str>, doc: &DocId) -> Result<Grant, AuthError> {
+        if !self.is_workspace_document(doc) {
+            return self.inner.auth.verify(token, doc);
+        }
+        let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+        let user = self.inner.sessions.verify_access(token)?;
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let (access, workspace) = self.member_access(&user, doc).await?;
+        Ok(Grant { access, user_id: Some(user), workspace: Some(workspace), epoch })
+    }
+
+    /// What `user` may do to workspace document `doc`, and its workspace.
+    async fn member_access(&self, user: &str, doc: &DocId) -> Result<(Access, String), AuthError> {
+        let found = self.inner.storage.document_access(doc.as_str(), user).await.map_err(|err| {
+            tracing::error!(doc = %doc, error = %err, "access decision failed in storage");
+            AuthError::Unavailable
+        })?;
+        let Some(DocumentAccess { document, role }) = found else { return Err(AuthError::Hidden) };
+        if document.deleted {
+            return Err(AuthError::Hidden);
+        }
+        let target = Target {
+            private: document.private,
+            listed: document.lists(user),
+            creator: document.created_by == user,
+        };
+        if access::decide(role, Action::ReadDocument, target) != Decision::Allow {
+            return Err(AuthError::Hidden);
+        }
+        let writes =
+            !document.archived && access::decide(role, Action::EditDocument, target) == Decision::Allow;
+        Ok((if writes { Access::ReadWrite } else { Access::ReadOnly }, document.workspace))
+    }
+
+    /// Keeps the connection `link` (joined to `doc` under `grant`) in the live index while the
+    /// returned guard is held, so that [`Policy::recheck`] can reach it. Free documents' grants
+    /// are not tracked (`None`). A change stored after `grant` was decided and before this call
+    /// could not reach the connection, so it is checked again at once.
+    pub fn track(&self, grant: &Grant, doc: &DocId, link: &PeerLink) -> Option<Tracked> {
+        let (Some(user), Some(workspace)) = (&grant.user_id, &grant.workspace) else { return None };
+        let id = self.inner.next_live.fetch_add(1, Ordering::Relaxed);
+        let live = Live {
+            user: user.clone(),
+            workspace: workspace.clone(),
+            doc: doc.clone(),
+            access: grant.access,
+            link: link.clone(),
+        };
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id, live);
+        if self.inner.epoch.load(Ordering::Acquire) != grant.epoch {
+            let (policy, affected) =
+                (self.clone(), Affected::Member { workspace: workspace.clone(), user: user.clone() });
+            tokio::spawn(async move { policy.recheck(affected).await });
+        }
+        Some(Tracked { policy: self.inner.clone(), id })
+    }
+
+    /// Decides again for every live connection `affected` names, after the change was stored, and
+    /// closes each whose access is gone (4403, `access revoked`) or changed (4403, `access
+    /// changed`: a client reconnects and gets its new access). Returns how many it closed.
+    pub async fn recheck(&self, affected: Affected) -> usize {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        let candidates: Vec<(u64, String, DocId, Access, PeerLink)> = {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.iter()
+                .filter(|(_, l)| match &affected {
+                    Affected::Member { workspace, user } => l.workspace == *workspace && l.user == *user,
+                    Affected::Workspace(workspace) => l.workspace == *workspace,
+                    Affected::Document(doc) => l.doc.as_str() == doc,
+                })
+                .map(|(id, l)| (*id, l.user.clone(), l.doc.clone(), l.access, l.link.clone()))
+                .collect()
+        };
+        let mut closed = 0;
+        for (id, user, doc, access, link) in candidates {
+            let (code, detail) = match self.member_access(&user, &doc).await {
+                Ok((now, _)) if now == access => continue,
+                Ok(_) => (CloseCode::Forbidden, "access changed; reconnect"),
+                // Not knowing is not a reason to keep a possibly revoked member connected.
+                Err(AuthError::Unavailable) => (CloseCode::InternalError, "access could not be checked"),
+                Err(_) => (CloseCode::Forbidden, "access revoked"),
+            };
+            tracing::info!(doc = %doc, user = %user, detail, "closing a live connection after an access change");
+            link.close_with(code, detail);
+            self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            closed += 1;
+        }
+        closed
+    }
+}
