@@ -263,7 +263,8 @@ export function recordingWebSocket (frames) {
  * reconnect backoff so restarts are noticed quickly. `received` records every frame from the server.
  * @param {WeftServer} server
  * @param {string} room
- * @param {{ doc?: Y.Doc, clientID?: number, connect?: boolean }} [opts]
+ * `params` become query parameters of the connection URL (`{ token }` for a workspace document).
+ * @param {{ doc?: Y.Doc, clientID?: number, connect?: boolean, params?: Record<string, string> }} [opts]
  */
 export function connectProvider (server, room, opts = {}) {
   const doc = opts.doc ?? new Y.Doc()
@@ -274,7 +275,8 @@ export function connectProvider (server, room, opts = {}) {
     WebSocketPolyfill: recordingWebSocket(received),
     disableBc: true,
     maxBackoffTime: 250,
-    connect: opts.connect ?? true
+    connect: opts.connect ?? true,
+    params: opts.params ?? {}
   })
   return { doc, provider, received }
 }

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict'
 import { generateAutomergeUrl, parseAutomergeUrl, Presence } from '@automerge/automerge-repo'
 
 import { connectProvider, startWeft, waitFor, waitSynced } from '../lib/weft.mjs'
-import { closeRepo, openRepo, serverPeerId } from '../lib/automerge.mjs'
+import { closeRepo, find, findEventually, openRepo, serverPeerId } from '../lib/automerge.mjs'
 
 const TEST_TIMEOUT_MS = 30_000
 const WAIT_MS = 10_000
@@ -36,29 +36,6 @@ async function setup (t) {
       return r
     }
   }
-}
-
-/** Finds `url` in `repo`, bounded in time; rejects if Weft answers that it does not have it. */
-function find (repo, url) {
-  return withTimeout(repo.find(url), WAIT_MS, `find ${url}`)
-}
-
-/**
- * Finds a document another repo has just created. Its first sync may still be on the way to Weft,
- * which then answers `doc-unavailable`; the handle turns ready when Weft passes the document on.
- */
-async function findEventually (repo, url) {
-  const handle = await withTimeout(repo.find(url, { allowableStates: ['ready', 'unavailable'] }), WAIT_MS, `find ${url}`)
-  await withTimeout(handle.whenReady(), WAIT_MS, `${url} to become ready`)
-  return handle
-}
-
-function withTimeout (promise, ms, what) {
-  let timer
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 test('two repos converge on a document through weft', { timeout: TEST_TIMEOUT_MS }, async (t) => {

@@ -329,7 +329,7 @@ async fn who_may_open_a_workspace_document_and_how_live_connections_follow_chang
     assert_eq!((code, reason.as_str()), (Some(4403), "forbidden: access revoked"));
     assert_eq!(open(&server, &doc, Some(&cat.token)).await.err(), Some(404));
 
-    // A lowered role closes the connection (4403, access changed); reconnecting reads only.
+    // A lowered role closes the connection (4503, reconnect); reconnecting reads only.
     let mut lowered = open(&server, &doc, Some(&eve.token)).await.unwrap();
     joined(&mut lowered).await;
     let started = Instant::now();
@@ -339,18 +339,21 @@ async fn who_may_open_a_workspace_document_and_how_live_connections_follow_chang
     assert_eq!(status, StatusCode::OK);
     let (_, code, reason) = until_closed(&mut lowered).await;
     assert!(started.elapsed() < Duration::from_secs(1), "downgraded after {:?}", started.elapsed());
-    assert_eq!((code, reason.as_str()), (Some(4403), "forbidden: access changed; reconnect"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(4503), "access changed; reconnect: your role or the document changed")
+    );
     let mut again = open(&server, &doc, Some(&eve.token)).await.unwrap();
     joined(&mut again).await;
     again.send(WsMessage::Binary(typed(9, "!").into())).await.unwrap();
     assert_eq!(until_closed(&mut again).await.1, Some(4403));
 
-    // Archiving makes it read-only for everyone, the owner included; live writers are closed.
+    // Archiving makes it read-only for everyone, the owner included; live writers reconnect.
     let mut owner = open(&server, &doc, Some(&ada.token)).await.unwrap();
     joined(&mut owner).await;
     let (status, _) = api.patch(&format!("/api/docs/{doc}"), &ada.token, json!({ "archived": true })).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(until_closed(&mut owner).await.1, Some(4403));
+    assert_eq!(until_closed(&mut owner).await.1, Some(4503));
     let mut owner = open(&server, &doc, Some(&ada.token)).await.unwrap();
     joined(&mut owner).await;
     owner.send(WsMessage::Binary(typed(10, "?").into())).await.unwrap();

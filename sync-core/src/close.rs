@@ -34,6 +34,9 @@ pub enum CloseCode {
     TooManyPending = 4429,
     /// The peer did not read its messages fast enough and its outbox filled; reconnect and resync.
     SlowConsumer = 4529,
+    /// The member's access to this document changed (a new role, an archived document): reconnect
+    /// to be served with the new access.
+    AccessChanged = 4503,
 }
 
 impl CloseCode {
@@ -57,6 +60,7 @@ impl CloseCode {
             Self::InvalidUpdate => "invalid update",
             Self::TooManyPending => "too many messages before authentication",
             Self::SlowConsumer => "slow consumer",
+            Self::AccessChanged => "access changed; reconnect",
         }
     }
 
@@ -67,7 +71,7 @@ impl CloseCode {
 
     /// Looks up a close code received on the wire.
     pub fn from_code(code: u16) -> Option<Self> {
-        const ALL: [CloseCode; 12] = [
+        const ALL: [CloseCode; 13] = [
             CloseCode::GoingAway,
             CloseCode::InternalError,
             CloseCode::MalformedMessage,
@@ -80,6 +84,7 @@ impl CloseCode {
             CloseCode::InvalidUpdate,
             CloseCode::TooManyPending,
             CloseCode::SlowConsumer,
+            CloseCode::AccessChanged,
         ];
         ALL.into_iter().find(|c| c.code() == code)
     }

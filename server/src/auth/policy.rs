@@ -191,8 +191,8 @@ impl Policy {
     }
 
     /// Decides again for every live connection `affected` names, after the change was stored, and
-    /// closes each whose access is gone (4403, `access revoked`) or changed (4403, `access
-    /// changed`: a client reconnects and gets its new access). Returns how many it closed.
+    /// closes each whose access is gone (4403 `access revoked`: clients stop) or changed (4503:
+    /// clients reconnect and are served with the new access). Returns how many it closed.
     pub async fn recheck(&self, affected: Affected) -> usize {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         let candidates: Vec<(u64, String, DocId, Access, PeerLink)> = {
@@ -210,13 +210,13 @@ impl Policy {
         for (id, user, doc, access, link) in candidates {
             let (code, detail) = match self.member_access(&user, &doc).await {
                 Ok((now, _)) if now == access => continue,
-                Ok(_) => (CloseCode::Forbidden, "access changed; reconnect"),
+                Ok(_) => (CloseCode::AccessChanged, "your role or the document changed"),
                 // Not knowing is not a reason to keep a possibly revoked member connected.
                 Err(AuthError::Unavailable) => (CloseCode::InternalError, "access could not be checked"),
                 Err(_) => (CloseCode::Forbidden, "access revoked"),
             };
             tracing::info!(doc = %doc, user = %user, detail, "closing a live connection after an access change");
-            link.close_with(code, detail);
+            link.revoke(code, detail);
             self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             closed += 1;
         }

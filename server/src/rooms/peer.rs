@@ -198,6 +198,19 @@ impl PeerLink {
         }
     }
 
+    /// Ends this peer from outside its room (its access was revoked or changed): like
+    /// [`PeerLink::close_with`], and an automerge-repo peer is first sent the `error` message
+    /// saying why, which its room would otherwise have sent.
+    pub fn revoke(&self, code: CloseCode, detail: &str) {
+        if let Dialect::AutomergeRepo { route } = &self.dialect
+            && !code.is_transient()
+            && !self.is_gone()
+        {
+            let _ = self.queue(automerge::error_frame(route, code, detail));
+        }
+        self.close_with(code, detail);
+    }
+
     /// Whether the connection has ended or been asked to close, or this peer alone was closed.
     pub fn is_gone(&self) -> bool {
         self.closer.is_closed() || self.outbox.is_closed() || self.detached.load(Ordering::Acquire)

@@ -7,5 +7,5 @@ pub mod relay;
 pub mod replica;
 
 pub use codec::{DecodeError, DocumentId, InvalidDocumentId, Message, PROTOCOL_V1, PeerMetadata};
-pub use relay::{Relay, Route};
+pub use relay::{Relay, Route, error_frame};
 pub use replica::AutomergeReplica;

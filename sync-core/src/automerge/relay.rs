@@ -392,7 +392,9 @@ impl Replay for Relay {
 
 /// An `error` message telling the peer why the relay stops serving it this document, in the form
 /// `"<close code> <name>: document <id>: <detail>"`.
-fn error_frame(route: &Route, code: CloseCode, detail: &str) -> Bytes {
+/// The `error` message that tells the peer on `route` why its document was ended (`code`, its
+/// reason and `detail`, naming the document).
+pub fn error_frame(route: &Route, code: CloseCode, detail: &str) -> Bytes {
     Message::Error(ErrorMessage {
         sender_id: Some(route.local.clone()),
         target_id: Some(route.remote.clone()),
