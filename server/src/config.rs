@@ -184,6 +184,26 @@ pub struct Settings {
     /// Where clients reach this server, for links in emails [default: http://LISTEN].
     #[arg(long, env = "WEFT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// An external identity provider's issuer (`iss`): its tokens are accepted in place of Weft's
+    /// own, and their `sub` maps to an account created on first use. Needs `idp_audience` and one
+    /// of `idp_secret`, `idp_public_key_file`, `idp_jwks_file`.
+    #[arg(long, env = "WEFT_IDP_ISSUER")]
+    pub idp_issuer: Option<String>,
+    /// The audience (`aud`) the provider's tokens must include.
+    #[arg(long, env = "WEFT_IDP_AUDIENCE")]
+    pub idp_audience: Option<String>,
+    /// The provider's HS256 secret (at least 16 bytes).
+    #[arg(long, env = "WEFT_IDP_SECRET", hide_env_values = true)]
+    pub idp_secret: Option<String>,
+    /// A PEM file with the provider's public key (RSA: RS256; P-256: ES256; Ed25519: EdDSA).
+    #[arg(long, env = "WEFT_IDP_PUBLIC_KEY_FILE")]
+    pub idp_public_key_file: Option<PathBuf>,
+    /// A JWKS file (`{"keys": [...]}`, each key with `alg`) with the provider's public keys.
+    #[arg(long, env = "WEFT_IDP_JWKS_FILE")]
+    pub idp_jwks_file: Option<PathBuf>,
+    /// The algorithm a PEM key signs with, when not the key type's usual one (`RS384`, `PS256` …).
+    #[arg(long, env = "WEFT_IDP_ALGORITHM")]
+    pub idp_algorithm: Option<String>,
 }
 
 /// Who may create an account with `POST /api/auth/signup`.
@@ -225,6 +245,12 @@ impl Settings {
             smtp_url: self.smtp_url.or(lower.smtp_url),
             smtp_from: self.smtp_from.or(lower.smtp_from),
             public_url: self.public_url.or(lower.public_url),
+            idp_issuer: self.idp_issuer.or(lower.idp_issuer),
+            idp_audience: self.idp_audience.or(lower.idp_audience),
+            idp_secret: self.idp_secret.or(lower.idp_secret),
+            idp_public_key_file: self.idp_public_key_file.or(lower.idp_public_key_file),
+            idp_jwks_file: self.idp_jwks_file.or(lower.idp_jwks_file),
+            idp_algorithm: self.idp_algorithm.or(lower.idp_algorithm),
         }
     }
 }
@@ -272,6 +298,8 @@ pub struct Config {
     /// How often Hocuspocus v4 sockets are pinged. Not a setting: it must stay well under the
     /// providers' own 30 s silence timeout; tests shorten it.
     pub hocuspocus_ping: Duration,
+    /// The external identity provider, when configured.
+    pub identity_provider: Option<crate::auth::providers::ProviderConfig>,
 }
 
 impl Config {
@@ -347,6 +375,14 @@ impl Config {
                 Some(config)
             }
         };
+        let identity_provider = identity_provider(
+            s.idp_issuer,
+            s.idp_audience,
+            s.idp_secret,
+            s.idp_public_key_file,
+            s.idp_jwks_file,
+            s.idp_algorithm,
+        )?;
         let listen = s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let public_url = match s.public_url {
             Some(url) => {
@@ -387,6 +423,7 @@ impl Config {
                 signup: s.signup.unwrap_or_default(),
             },
             hocuspocus_ping: Duration::from_secs(15),
+            identity_provider,
         })
     }
 }
@@ -395,6 +432,53 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The identity provider the `idp_*` settings describe, checked (its keys parse) now rather than
+/// at the first token.
+fn identity_provider(
+    issuer: Option<String>,
+    audience: Option<String>,
+    secret: Option<String>,
+    public_key_file: Option<PathBuf>,
+    jwks_file: Option<PathBuf>,
+    algorithm: Option<String>,
+) -> anyhow::Result<Option<crate::auth::providers::ProviderConfig>> {
+    use crate::auth::providers::{ProviderConfig, ProviderKey};
+    let issuer = issuer.filter(|i| !i.is_empty());
+    let keys = usize::from(secret.is_some())
+        + usize::from(public_key_file.is_some())
+        + usize::from(jwks_file.is_some());
+    let Some(issuer) = issuer else {
+        if keys > 0 || audience.is_some() {
+            bail!("idp_issuer is required with the other idp_* settings");
+        }
+        return Ok(None);
+    };
+    let Some(audience) = audience.filter(|a| !a.is_empty()) else {
+        bail!("idp_audience is required with idp_issuer")
+    };
+    if keys != 1 {
+        bail!("give exactly one of idp_secret, idp_public_key_file and idp_jwks_file with idp_issuer");
+    }
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+    };
+    let algorithm = algorithm
+        .map(|a| {
+            a.parse::<jsonwebtoken::Algorithm>()
+                .map_err(|_| anyhow::anyhow!("idp_algorithm {a:?} is not a JWT algorithm"))
+        })
+        .transpose()?;
+    let key = match (secret, public_key_file, jwks_file) {
+        (Some(secret), _, _) => ProviderKey::Secret(secret),
+        (_, Some(path), _) => ProviderKey::Pem { pem: read(&path, "idp_public_key_file")?, algorithm },
+        (_, _, Some(path)) => ProviderKey::Jwks(read(&path, "idp_jwks_file")?),
+        (None, None, None) => unreachable!("exactly one key source was checked above"),
+    };
+    let config = ProviderConfig { issuer, audience, key };
+    crate::auth::providers::Provider::new(&config).context("idp settings")?;
+    Ok(Some(config))
 }
 
 #[cfg(test)]

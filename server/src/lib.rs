@@ -47,7 +47,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
              `weft user create --email you@example.com` and type a password"
         );
     }
-    let policy = auth::policy::Policy::new(auth, sessions.clone(), storage.clone()).await?;
+    let provider = config.identity_provider.as_ref().map(auth::providers::Provider::new).transpose()?;
+    let policy = auth::policy::Policy::new(auth, sessions.clone(), provider, storage.clone()).await?;
     let state = AppState {
         rooms,
         storage: storage.clone(),

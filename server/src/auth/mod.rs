@@ -12,7 +12,11 @@
 
 pub mod passwords;
 pub mod policy;
+pub mod providers;
 pub mod sessions;
+
+/// The issuer Weft records for accounts the `--jwt-secret` tokens' subjects map to.
+pub const JWT_SECRET_ISSUER: &str = "weft:jwt-secret";
 
 use std::sync::Arc;
 
@@ -120,6 +124,25 @@ impl Auth {
             Some(other) => return Err(AuthError::Invalid(format!("unknown scope {other:?}"))),
         };
         Ok(Grant { access, user_id: claims.sub, workspace: None, epoch: 0 })
+    }
+}
+
+impl Auth {
+    /// The subject of a valid `--jwt-secret` token (`sub` required).
+    ///
+    /// # Errors
+    /// [`AuthError`] when no secret is configured, or the token is invalid or has no subject.
+    pub fn subject(&self, token: &str) -> Result<String, AuthError> {
+        let Some(key) = &self.key else {
+            return Err(AuthError::Invalid("no --jwt-secret is configured".into()));
+        };
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?
+            .claims;
+        claims
+            .sub
+            .filter(|s| !s.is_empty() && s.len() <= 255)
+            .ok_or_else(|| AuthError::Invalid("the token has no sub".into()))
     }
 }
 

@@ -2,7 +2,11 @@
 //! asked by every WebSocket dialect, and the index of live connections that lets a change of
 //! membership, role or document reach the sockets it affects.
 //!
-//! A **workspace document** (created through the API) is open only to a Weft access token whose
+//! Who a token names is [`Policy::user`]: Weft's own access tokens, the configured external
+//! identity provider's (see [`super::providers`]) and the `--jwt-secret` issuer's, whose subjects
+//! map to accounts created on first use. The REST routes ask it too (the `Caller` extractor).
+//!
+//! A **workspace document** (created through the API) is open only to a token whose
 //! user is a member of its workspace (and on its list, when private); [`weft_sync_core::access`]
 //! decides, and anything else is [`AuthError::Hidden`], whatever mode the server runs in. A member
 //! whose role may not edit, or any member of an archived document, gets read-only access. A
@@ -21,9 +25,11 @@ use weft_sync_core::access::{self, Action, Decision, Target};
 use weft_sync_core::relay::Access;
 use weft_sync_core::{CloseCode, DocId};
 
+use super::providers::{ExternalIdentity, Provider};
 use super::sessions::Sessions;
 use super::{Auth, AuthError, Grant};
 use crate::rooms::PeerLink;
+use crate::storage::accounts::{AuditEntry, NewUser};
 use crate::storage::documents::DocumentAccess;
 use crate::storage::{Storage, StorageError};
 
@@ -36,6 +42,7 @@ pub struct Policy {
 struct Inner {
     auth: Auth,
     sessions: Sessions,
+    provider: Option<Provider>,
     storage: Storage,
     /// The ids of every workspace document.
     workspace_docs: RwLock<HashSet<String>>,
@@ -93,12 +100,18 @@ impl Policy {
     ///
     /// # Errors
     /// [`StorageError`] when storage fails.
-    pub async fn new(auth: Auth, sessions: Sessions, storage: Storage) -> Result<Self, StorageError> {
+    pub async fn new(
+        auth: Auth,
+        sessions: Sessions,
+        provider: Option<Provider>,
+        storage: Storage,
+    ) -> Result<Self, StorageError> {
         let ids = storage.workspace_document_ids().await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 auth,
                 sessions,
+                provider,
                 storage,
                 workspace_docs: RwLock::new(ids.into_iter().collect()),
                 live: Mutex::new(HashMap::new()),
@@ -138,10 +151,88 @@ impl Policy {
             return self.inner.auth.verify(token, doc);
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
-        let user = self.inner.sessions.verify_access(token)?;
+        let user = self.user(token).await?;
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let (access, workspace) = self.member_access(&user, doc).await?;
         Ok(Grant { access, user_id: Some(user), workspace: Some(workspace), epoch })
+    }
+
+    /// The Weft account `token` names: one of Weft's own access tokens, or a token of the
+    /// configured identity provider or of the `--jwt-secret` issuer, whose subject maps to an
+    /// account (created on first use).
+    ///
+    /// # Errors
+    /// [`AuthError::Invalid`] when no issuer vouches for the token (the reason is the provider's
+    /// when one is configured); [`AuthError::Unavailable`] when storage fails.
+    pub async fn user(&self, token: &str) -> Result<String, AuthError> {
+        let own = match self.inner.sessions.verify_access(token) {
+            Ok(user) => return Ok(user),
+            Err(err) => err,
+        };
+        let external = match &self.inner.provider {
+            Some(provider) => provider.verify(token),
+            None => Err(own),
+        };
+        let identity = match (external, self.inner.auth.subject(token)) {
+            (Ok(identity), _) => identity,
+            (Err(_), Ok(subject)) => ExternalIdentity {
+                issuer: super::JWT_SECRET_ISSUER.to_owned(),
+                subject,
+                email: None,
+                name: None,
+            },
+            (Err(err), Err(_)) => return Err(err),
+        };
+        self.account_for(identity).await
+    }
+
+    /// The account of an external identity, created the first time it is seen.
+    async fn account_for(&self, identity: ExternalIdentity) -> Result<String, AuthError> {
+        let storage = &self.inner.storage;
+        let unavailable = |err: StorageError| {
+            tracing::error!(error = %err, "mapping an external identity failed in storage");
+            AuthError::Unavailable
+        };
+        if let Some(user) =
+            storage.user_by_identity(&identity.issuer, &identity.subject).await.map_err(unavailable)?
+        {
+            return Ok(user.id);
+        }
+        let email = identity.email.as_deref().and_then(|e| crate::http::api::email(e).ok());
+        let name = identity
+            .name
+            .as_deref()
+            .and_then(|n| crate::http::api::display_name(n).ok())
+            .or_else(|| email.as_deref().and_then(|e| e.split('@').next()).map(str::to_owned))
+            .unwrap_or_else(|| identity.subject.chars().take(64).collect());
+        let id = super::sessions::random_id().map_err(|_| AuthError::Unavailable)?;
+        // The address is the provider's word only: an account that already has it keeps it.
+        for email in [email, None] {
+            let new = NewUser {
+                id: id.clone(),
+                email: email.clone(),
+                name: name.clone(),
+                password_hash: None,
+                external: Some((identity.issuer.clone(), identity.subject.clone())),
+                invited_only: false,
+            };
+            let audit = AuditEntry {
+                action: "account.external",
+                detail: Some(format!("issuer {}", identity.issuer)),
+                ..AuditEntry::default()
+            };
+            match storage.create_user(new, audit, crate::http::api::now_ms()).await {
+                Ok(user) => return Ok(user.id),
+                Err(StorageError::Taken("email")) if email.is_some() => continue,
+                // Created meanwhile by a concurrent first use.
+                Err(StorageError::Taken(_)) => break,
+                Err(err) => return Err(unavailable(err)),
+            }
+        }
+        match storage.user_by_identity(&identity.issuer, &identity.subject).await.map_err(unavailable)? {
+            Some(user) => Ok(user.id),
+            None => Err(AuthError::Unavailable),
+        }
     }
 
     /// What `user` may do to workspace document `doc`, and its workspace.

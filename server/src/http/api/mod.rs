@@ -7,7 +7,7 @@ mod docs;
 pub mod limits;
 mod workspaces;
 
-pub(crate) use accounts::{email, now_ms, password_user};
+pub(crate) use accounts::{display_name, email, now_ms, password_user};
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -109,7 +109,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Auth(AuthError::Missing))?;
-        let user_id = state.sessions.verify_access(token)?;
+        let user_id = state.policy.user(token).await?;
         state.limits.check_request(&user_id).map_err(ApiError::RateLimited)?;
         let address = parts
             .extensions
