@@ -184,6 +184,11 @@ pub struct Settings {
     /// Where clients reach this server, for links in emails [default: http://LISTEN].
     #[arg(long, env = "WEFT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// What a connection without a token may do to free documents (those not created through the
+    /// API): `none`, `read` or `write` [default: `write` on a loopback address with no
+    /// `jwt_secret`; `none` with one]. Listening elsewhere with no `jwt_secret` requires choosing.
+    #[arg(long, env = "WEFT_ANONYMOUS", value_enum)]
+    pub anonymous: Option<Anonymous>,
     /// An external identity provider's issuer (`iss`): its tokens are accepted in place of Weft's
     /// own, and their `sub` maps to an account created on first use. Needs `idp_audience` and one
     /// of `idp_secret`, `idp_public_key_file`, `idp_jwks_file`.
@@ -204,6 +209,18 @@ pub struct Settings {
     /// The algorithm a PEM key signs with, when not the key type's usual one (`RS384`, `PS256` …).
     #[arg(long, env = "WEFT_IDP_ALGORITHM")]
     pub idp_algorithm: Option<String>,
+}
+
+/// What a connection without a token may do to free documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Anonymous {
+    /// Nothing: every connection presents a token.
+    None,
+    /// Read (sync and presence); writes are refused as for any read-only connection.
+    Read,
+    /// Read and write: the relay is open.
+    Write,
 }
 
 /// Who may create an account with `POST /api/auth/signup`.
@@ -245,6 +262,7 @@ impl Settings {
             smtp_url: self.smtp_url.or(lower.smtp_url),
             smtp_from: self.smtp_from.or(lower.smtp_from),
             public_url: self.public_url.or(lower.public_url),
+            anonymous: self.anonymous.or(lower.anonymous),
             idp_issuer: self.idp_issuer.or(lower.idp_issuer),
             idp_audience: self.idp_audience.or(lower.idp_audience),
             idp_secret: self.idp_secret.or(lower.idp_secret),
@@ -300,6 +318,8 @@ pub struct Config {
     pub hocuspocus_ping: Duration,
     /// The external identity provider, when configured.
     pub identity_provider: Option<crate::auth::providers::ProviderConfig>,
+    /// What a connection without a token may do to free documents.
+    pub anonymous: Anonymous,
 }
 
 impl Config {
@@ -384,6 +404,19 @@ impl Config {
             s.idp_algorithm,
         )?;
         let listen = s.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let jwt_secret = s.jwt_secret.filter(|secret| !secret.is_empty());
+        let anonymous = match (s.anonymous, &jwt_secret) {
+            (Some(anonymous), _) => anonymous,
+            (None, Some(_)) => Anonymous::None,
+            (None, None) if listen.ip().is_loopback() => Anonymous::Write,
+            (None, None) => bail!(
+                "refusing to listen on {listen} with no way to tell clients apart: every free document \
+                 (one a client names without creating it through the API) would be open to anyone on \
+                 the network. Choose one: --anonymous none (connections sign in; free documents then \
+                 need a token naming an account), --jwt-secret (your application issues tokens), or \
+                 --anonymous read / --anonymous write (a trusted network). See docs/operations.md"
+            ),
+        };
         let public_url = match s.public_url {
             Some(url) => {
                 let parsed = url::Url::parse(&url).map_err(|e| anyhow::anyhow!("public_url {url:?}: {e}"))?;
@@ -413,7 +446,7 @@ impl Config {
             max_message_bytes,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs.unwrap_or(10)),
             log: s.log.unwrap_or_else(|| "info".to_owned()),
-            jwt_secret: s.jwt_secret.filter(|secret| !secret.is_empty()),
+            jwt_secret,
             accounts: AccountsConfig {
                 access_ttl: Duration::from_secs(access_token_secs),
                 refresh_ttl: Duration::from_secs(refresh_token_secs),
@@ -424,6 +457,7 @@ impl Config {
             },
             hocuspocus_ping: Duration::from_secs(15),
             identity_provider,
+            anonymous,
         })
     }
 }
@@ -506,6 +540,21 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         assert!(Config::load(Settings { config: Some(file), ..Settings::default() }).is_err());
         assert!(Config::load(Settings { peer_outbox: Some(0), ..Settings::default() }).is_err());
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_an_explicit_choice_about_anonymous_access() {
+        let public = Settings { listen: Some("0.0.0.0:8080".parse().unwrap()), ..Settings::default() };
+        let err = Config::resolve(public.clone()).unwrap_err().to_string();
+        assert!(err.contains("--anonymous none") && err.contains("0.0.0.0:8080"), "{err}");
+        let chosen =
+            Config::resolve(Settings { anonymous: Some(Anonymous::None), ..public.clone() }).unwrap();
+        assert_eq!(chosen.anonymous, Anonymous::None);
+        let open = Config::resolve(Settings { anonymous: Some(Anonymous::Write), ..public.clone() }).unwrap();
+        assert_eq!(open.anonymous, Anonymous::Write);
+        let secret = Config::resolve(Settings { jwt_secret: Some("s".repeat(16)), ..public }).unwrap();
+        assert_eq!(secret.anonymous, Anonymous::None);
+        assert_eq!(Config::resolve(Settings::default()).unwrap().anonymous, Anonymous::Write);
     }
 
     #[test]

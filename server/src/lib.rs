@@ -48,7 +48,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         );
     }
     let provider = config.identity_provider.as_ref().map(auth::providers::Provider::new).transpose()?;
-    let policy = auth::policy::Policy::new(auth, sessions.clone(), provider, storage.clone()).await?;
+    let policy =
+        auth::policy::Policy::new(auth, sessions.clone(), provider, config.anonymous, storage.clone())
+            .await?;
     let state = AppState {
         rooms,
         storage: storage.clone(),

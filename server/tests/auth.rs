@@ -20,6 +20,7 @@ fn token(claims: serde_json::Value) -> String {
 async fn secured(dir: &std::path::Path) -> TestServer {
     let mut config = Config::with_data_dir(dir);
     config.jwt_secret = Some(SECRET.into());
+    config.anonymous = weft::config::Anonymous::None;
     TestServer::start_with(config).await
 }
 
@@ -107,5 +108,48 @@ async fn every_logged_update_names_the_user_whose_token_sent_it() {
     assert!(!authors.is_empty() && authors.first() == Some(&Some("ann".into())), "{authors:?}");
     assert_eq!(authors.last(), Some(&Some("cy".into())), "{authors:?}");
     assert!(authors.iter().all(|a| matches!(a.as_deref(), Some("ann" | "cy"))), "{authors:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_access_to_free_documents_is_what_the_setting_allows() {
+    use common::api::{Api, person};
+    use weft::config::Anonymous;
+    // Read: token-less connections sync and read; their writes are refused. An account's token
+    // writes, attributed to it.
+    let dir = temp_dir();
+    let mut config = Config::with_data_dir(dir.path());
+    config.anonymous = Anonymous::Read;
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let writer = client(&format!("{}?token={}", server.yjs_url("free"), ada.token)).await;
+    insert(writer.doc(), 0, "signed");
+    writer.wait_acknowledged(WAIT).await.unwrap();
+    let reader = client(&server.yjs_url("free")).await;
+    eventually("the anonymous reader to read", || text(reader.doc()) == "signed").await;
+    let mut anonymous = raw(&server.yjs_url("free")).await;
+    let doc = Doc::with_client_id(77);
+    yrs::Text::push(&doc.get_or_insert_text("t"), &mut doc.transact_mut(), "anonymous");
+    let update = doc.transact().encode_state_as_update_v1(&StateVector::default());
+    send(&mut anonymous, Message::Update(update.into()).encode().to_vec()).await;
+    assert_eq!(close_code(&mut anonymous).await, Some(4403));
+    writer.stop().await;
+    reader.stop().await;
+    server.stop().await;
+
+    // None: no token, no connection; an account's token still opens free documents.
+    let dir = temp_dir();
+    let mut config = Config::with_data_dir(dir.path());
+    config.anonymous = Anonymous::None;
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    assert_eq!(refused_with(&server.yjs_url("free")).await.0, 401);
+    assert_eq!(refused_with(&format!("{}?token=junk", server.yjs_url("free"))).await.0, 401);
+    let writer = client(&format!("{}?token={}", server.yjs_url("free"), ada.token)).await;
+    insert(writer.doc(), 0, "mine");
+    writer.wait_acknowledged(WAIT).await.unwrap();
+    writer.stop().await;
     server.stop().await;
 }

@@ -586,6 +586,7 @@ async fn a_token_is_checked_per_document() {
     let dir = temp_dir();
     let mut config = Config::with_data_dir(dir.path());
     config.jwt_secret = Some("secret".into());
+    config.anonymous = weft::config::Anonymous::None;
     let server = TestServer::start_with(config).await;
     let allowed = doc_id(13);
     let claims = serde_json::json!({ "sub": "u1", "exp": 4_000_000_000u64, "docs": [allowed.as_str()] });

@@ -379,6 +379,7 @@ async fn tokens_decide_scope_and_read_only_writes_are_not_applied() {
     let dir = temp_dir();
     let mut config = Config::with_data_dir(dir.path());
     config.jwt_secret = Some(SECRET.into());
+    config.anonymous = weft::config::Anonymous::None;
     let server = TestServer::start_with(config).await;
     let exp = 4_000_000_000u64;
     let mut hp = Raw::connect(&server.hocuspocus_url()).await;

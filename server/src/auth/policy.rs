@@ -10,8 +10,9 @@
 //! user is a member of its workspace (and on its list, when private); [`weft_sync_core::access`]
 //! decides, and anything else is [`AuthError::Hidden`], whatever mode the server runs in. A member
 //! whose role may not edit, or any member of an archived document, gets read-only access. A
-//! **free document** (one a client merely names) is governed by [`Auth`]: open, or the
-//! `--jwt-secret` tokens.
+//! **free document** (one a client merely names) is governed by `--anonymous` for connections
+//! without a token, and by the `--jwt-secret` tokens ([`Auth`]) or, without a secret, by any
+//! token naming an account.
 //!
 //! Which names are workspace documents is kept in memory (ids are added before their row is
 //! written, so no join can take a new workspace document for a free one); everything else is
@@ -28,6 +29,7 @@ use weft_sync_core::{CloseCode, DocId};
 use super::providers::{ExternalIdentity, Provider};
 use super::sessions::Sessions;
 use super::{Auth, AuthError, Grant};
+use crate::config::Anonymous;
 use crate::rooms::PeerLink;
 use crate::storage::accounts::{AuditEntry, NewUser};
 use crate::storage::documents::DocumentAccess;
@@ -43,6 +45,7 @@ struct Inner {
     auth: Auth,
     sessions: Sessions,
     provider: Option<Provider>,
+    anonymous: Anonymous,
     storage: Storage,
     /// The ids of every workspace document.
     workspace_docs: RwLock<HashSet<String>>,
@@ -104,6 +107,7 @@ impl Policy {
         auth: Auth,
         sessions: Sessions,
         provider: Option<Provider>,
+        anonymous: Anonymous,
         storage: Storage,
     ) -> Result<Self, StorageError> {
         let ids = storage.workspace_document_ids().await?;
@@ -112,6 +116,7 @@ impl Policy {
                 auth,
                 sessions,
                 provider,
+                anonymous,
                 storage,
                 workspace_docs: RwLock::new(ids.into_iter().collect()),
                 live: Mutex::new(HashMap::new()),
@@ -121,10 +126,9 @@ impl Policy {
         })
     }
 
-    /// The free-document provider (for the dialects' own questions, such as whether a token is
-    /// required at all).
-    pub fn auth(&self) -> &Auth {
-        &self.inner.auth
+    /// Whether every connection must present a token (no anonymous access to anything).
+    pub fn requires_token(&self) -> bool {
+        self.inner.anonymous == Anonymous::None
     }
 
     /// Registers `id` as a workspace document: call before its row is written.
@@ -148,13 +152,38 @@ impl Policy {
     /// free document, or [`AuthError::Hidden`] for a workspace document the bearer may not see.
     pub async fn document(&self, token: Option<&str>, doc: &DocId) -> Result<Grant, AuthError> {
         if !self.is_workspace_document(doc) {
-            return self.inner.auth.verify(token, doc);
+            return self.free_document(token.filter(|t| !t.is_empty()), doc).await;
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
         let user = self.user(token).await?;
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let (access, workspace) = self.member_access(&user, doc).await?;
         Ok(Grant { access, user_id: Some(user), workspace: Some(workspace), epoch })
+    }
+
+    /// A free document: with `--jwt-secret`, that secret's tokens decide (their `scope` and
+    /// `docs` claims); without, a token naming an account writes, attributed to it. A connection
+    /// without a token (or, where anonymous access is allowed, with one that names nobody) gets
+    /// what `--anonymous` allows.
+    async fn free_document(&self, token: Option<&str>, doc: &DocId) -> Result<Grant, AuthError> {
+        let anonymous = match self.inner.anonymous {
+            Anonymous::None => None,
+            Anonymous::Read => Some(Access::ReadOnly),
+            Anonymous::Write => Some(Access::ReadWrite),
+        };
+        let grant = |access, user_id| Grant { access, user_id, workspace: None, epoch: 0 };
+        let Some(token) = token else { return anonymous.map(|a| grant(a, None)).ok_or(AuthError::Missing) };
+        let named = if self.inner.auth.is_enforced() {
+            self.inner.auth.verify(Some(token), doc)
+        } else {
+            self.user(token).await.map(|user| grant(Access::ReadWrite, Some(user)))
+        };
+        match (named, anonymous) {
+            (Ok(grant), _) => Ok(grant),
+            (Err(AuthError::Unavailable), _) => Err(AuthError::Unavailable),
+            (Err(AuthError::Invalid(_)), Some(access)) => Ok(grant(access, None)),
+            (Err(err), _) => Err(err),
+        }
     }
 
     /// The Weft account `token` names: one of Weft's own access tokens, or a token of the

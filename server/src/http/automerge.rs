@@ -70,7 +70,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(|_| ApiError::UpgradeRequired)?;
     let token = request_token(&query, &headers).filter(|t| !t.is_empty()).map(str::to_owned);
-    if state.policy.auth().is_enforced() && token.is_none() {
+    if state.policy.requires_token() && token.is_none() {
         return Err(AuthError::Missing.into());
     }
     Ok(accept(ws, state, move |socket, state| serve(socket, token, state)))
