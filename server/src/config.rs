@@ -184,6 +184,10 @@ pub struct Settings {
     /// Where clients reach this server, for links in emails [default: http://LISTEN].
     #[arg(long, env = "WEFT_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// WebSocket connection attempts one client address may make per minute, in bursts of that
+    /// many; more get HTTP 429 with `Retry-After`. `0`: unlimited [default: 1200].
+    #[arg(long, env = "WEFT_WS_CONNECTS_PER_ADDRESS_PER_MINUTE")]
+    pub ws_connects_per_address_per_minute: Option<u32>,
     /// What a connection without a token may do to free documents (those not created through the
     /// API): `none`, `read` or `write` [default: `write` on a loopback address with no
     /// `jwt_secret`; `none` with one]. Listening elsewhere with no `jwt_secret` requires choosing.
@@ -263,6 +267,9 @@ impl Settings {
             smtp_from: self.smtp_from.or(lower.smtp_from),
             public_url: self.public_url.or(lower.public_url),
             anonymous: self.anonymous.or(lower.anonymous),
+            ws_connects_per_address_per_minute: self
+                .ws_connects_per_address_per_minute
+                .or(lower.ws_connects_per_address_per_minute),
             idp_issuer: self.idp_issuer.or(lower.idp_issuer),
             idp_audience: self.idp_audience.or(lower.idp_audience),
             idp_secret: self.idp_secret.or(lower.idp_secret),
@@ -286,6 +293,8 @@ pub struct AccountsConfig {
     pub login_attempts_per_account_per_hour: std::num::NonZeroU32,
     /// Authenticated REST requests per user per minute.
     pub api_requests_per_minute: std::num::NonZeroU32,
+    /// WebSocket connection attempts per client address per minute (`None`: unlimited).
+    pub ws_connects_per_address_per_minute: Option<std::num::NonZeroU32>,
     /// Who may sign up.
     pub signup: SignupPolicy,
 }
@@ -453,6 +462,9 @@ impl Config {
                 auth_attempts_per_minute,
                 login_attempts_per_account_per_hour,
                 api_requests_per_minute,
+                ws_connects_per_address_per_minute: std::num::NonZeroU32::new(
+                    s.ws_connects_per_address_per_minute.unwrap_or(1200),
+                ),
                 signup: s.signup.unwrap_or_default(),
             },
             hocuspocus_ping: Duration::from_secs(15),

@@ -61,6 +61,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             config.accounts.auth_attempts_per_minute,
             config.accounts.login_attempts_per_account_per_hour,
             config.accounts.api_requests_per_minute,
+            config.accounts.ws_connects_per_address_per_minute,
         )),
         mailer: config.mail.as_ref().map(mail::Mailer::new).transpose()?,
         config: Arc::new(config),

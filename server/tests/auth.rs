@@ -153,3 +153,31 @@ async fn anonymous_access_to_free_documents_is_what_the_setting_allows() {
     writer.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_connection_attempts_are_limited_per_address() {
+    let dir = temp_dir();
+    let mut config = Config::with_data_dir(dir.path());
+    config.accounts.ws_connects_per_address_per_minute = std::num::NonZeroU32::new(3);
+    let server = TestServer::start_with(config).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(raw(&server.yjs_url("limited")).await);
+    }
+    // The fourth attempt in the minute, on any endpoint, is refused before the handshake.
+    for url in [server.yjs_url("limited"), server.hocuspocus_url()] {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 429);
+                let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=60).contains(&wait), "Retry-After {wait}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+                assert!(body.contains("rate_limited"), "{body}");
+            }
+            other => panic!("expected 429, got {:?}", other.map(|_| ())),
+        }
+    }
+    drop(open);
+    server.stop().await;
+}

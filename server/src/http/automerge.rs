@@ -37,6 +37,7 @@ use weft_sync_core::automerge::codec::{
 use weft_sync_core::automerge::{DocumentId, PeerMetadata, Route};
 use weft_sync_core::{CloseCode, DocId};
 
+use super::api::limits::ConnectAttempt;
 use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
@@ -64,6 +65,7 @@ pub fn server_peer_id() -> &'static str {
 /// when the connection first names it), then upgrades to a WebSocket.
 pub async fn upgrade(
     State(state): State<AppState>,
+    _attempt: ConnectAttempt,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

@@ -31,6 +31,7 @@ use weft_sync_core::hocuspocus::{self, Frame, Message, RoutingKey};
 use weft_sync_core::relay::Access;
 use weft_sync_core::{CloseCode, DocId};
 
+use super::api::limits::ConnectAttempt;
 use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::yjs::request_token;
 use super::{ApiError, AppState};
@@ -54,6 +55,7 @@ const MAX_CLOSED_KEYS: usize = 256;
 /// the request (`?token=`, `Authorization: Bearer`) stands in for a provider that sends an empty one.
 pub async fn upgrade(
     State(state): State<AppState>,
+    _attempt: ConnectAttempt,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use weft_sync_core::yjs::codec;
 use weft_sync_core::{CloseCode, DocId};
 
+use super::api::limits::ConnectAttempt;
 use super::socket::{accept, end_after_read_error, spawn_writer};
 use super::{ApiError, AppState};
 use crate::auth::Grant;
@@ -26,6 +27,7 @@ use crate::storage::Crdt;
 /// Validates the document name and the token, then upgrades to a WebSocket.
 pub async fn upgrade(
     State(state): State<AppState>,
+    _attempt: ConnectAttempt,
     Path(doc_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,

@@ -2,7 +2,9 @@
 //! to log in to one account. Every route that takes a password or a refresh token asks for an
 //! [`AuthAttempt`]; log-in also asks [`Limits::check_login`] for the account; and every
 //! authenticated request counts against its user ([`Limits::check_request`], asked by the
-//! `Caller` extractor). Over a limit the request gets 429 with `Retry-After` before any work.
+//! `Caller` extractor); and every WebSocket upgrade counts against its address ([`ConnectAttempt`],
+//! taken by every dialect's upgrade handler). Over a limit the request gets 429 with
+//! `Retry-After` before any work.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -26,6 +28,8 @@ pub struct Limits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     logins: DefaultKeyedRateLimiter<String>,
     requests: DefaultKeyedRateLimiter<String>,
+    /// `None`: WebSocket connection attempts are not limited.
+    connects: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
 }
 
@@ -37,17 +41,20 @@ impl Limits {
     /// bursts of up to that many), and `logins_per_hour` log-in attempts per account per hour
     /// (in bursts of up to [`LOGIN_BURST`]), from all addresses together.
     /// `requests_per_minute` authenticated API requests are allowed per user (in bursts of up to
-    /// that many).
+    /// that many), and `connects_per_minute` WebSocket connection attempts per client address (in
+    /// bursts of up to that many; `None`: unlimited).
     pub fn new(
         auth_per_minute: NonZeroU32,
         logins_per_hour: NonZeroU32,
         requests_per_minute: NonZeroU32,
+        connects_per_minute: Option<NonZeroU32>,
     ) -> Self {
         let burst = NonZeroU32::new(LOGIN_BURST.min(logins_per_hour.get())).unwrap_or(logins_per_hour);
         Self {
             auth: RateLimiter::keyed(Quota::per_minute(auth_per_minute)),
             logins: RateLimiter::keyed(Quota::per_hour(logins_per_hour).allow_burst(burst)),
             requests: RateLimiter::keyed(Quota::per_minute(requests_per_minute)),
+            connects: connects_per_minute.map(|n| RateLimiter::keyed(Quota::per_minute(n))),
             checks: AtomicU64::new(0),
         }
     }
@@ -70,6 +77,13 @@ impl Limits {
 
     fn check_auth(&self, address: IpAddr) -> Result<(), Duration> {
         self.check(&self.auth, &address)
+    }
+
+    fn check_connect(&self, address: IpAddr) -> Result<(), Duration> {
+        match &self.connects {
+            Some(limiter) => self.check(limiter, &address),
+            None => Ok(()),
+        }
     }
 
     /// One check against `limiter`, pruning it now and then.
@@ -97,14 +111,32 @@ impl FromRequestParts<AppState> for AuthAttempt {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
-            // Served without connection info (not how `weft::run` serves): nothing to key on.
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "the server was started without client addresses"
-            )));
-        };
-        let address = peer.ip();
+        let address = client_address(parts)?;
         state.limits.check_auth(address).map_err(ApiError::RateLimited)?;
         Ok(Self { address })
+    }
+}
+
+/// Proof that a WebSocket upgrade is within its address's connection-attempt limit; every
+/// dialect's upgrade handler takes it, so a refused attempt costs no handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectAttempt;
+
+impl FromRequestParts<AppState> for ConnectAttempt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let address = client_address(parts)?;
+        state.limits.check_connect(address).map_err(ApiError::RateLimited)?;
+        Ok(Self)
+    }
+}
+
+/// The address of the client that sent the request.
+fn client_address(parts: &Parts) -> Result<IpAddr, ApiError> {
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => Ok(peer.ip()),
+        // Served without connection info (not how `weft::run` serves): nothing to key on.
+        None => Err(ApiError::Internal(anyhow::anyhow!("the server was started without client addresses"))),
     }
 }
