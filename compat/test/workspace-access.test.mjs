@@ -194,3 +194,107 @@ test('automerge-repo: a viewer reads, its changes get an error, a removed member
   await waitFor(() => fresh.doc()?.tasks?.includes('owner'), WAIT_MS, 'the owner\'s change stored')
   assert.ok(!fresh.doc().tasks.includes('too late'), `the removed editor's change was refused: ${JSON.stringify(fresh.doc())}`)
 })
+
+/** What each role may do to a workspace document (the table in docs/access.md). */
+const ROLES = [
+  { role: 'owner', reads: true, writes: true },
+  { role: 'admin', reads: true, writes: true },
+  { role: 'editor', reads: true, writes: true },
+  { role: 'commenter', reads: true, writes: false },
+  { role: 'viewer', reads: true, writes: false },
+  { role: 'stranger', reads: false, writes: false }
+]
+
+/** A workspace with one person per role, and a Yjs and an Automerge document in it. */
+async function everyRole (t) {
+  const server = await startWeft()
+  const cleanups = []
+  t.after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup()
+    await server.cleanup()
+  })
+  const { ws, owner, members } = await workspace(server, ['admin', 'editor', 'commenter', 'viewer'])
+  const people = { ...members, owner, stranger: await signup(server, 'stranger@example.com') }
+  const yjs = (await createDoc(server, owner.token, ws, { kind: 'document', crdt: 'yjs', title: 'Y' })).id
+  const am = (await createDoc(server, owner.token, ws, { kind: 'board', crdt: 'automerge', title: 'A' })).id
+  return { server, people, yjs, am, cleanups }
+}
+
+test('every role on every dialect: who reads, who writes', { timeout: 60_000 }, async (t) => {
+  const { server, people, yjs, am, cleanups } = await everyRole(t)
+  // The owner's watchers see what gets through, on each CRDT.
+  const watcher = connectProvider(server, yjs, { params: { token: people.owner.token } })
+  cleanups.push(() => { watcher.provider.destroy(); watcher.doc.destroy() })
+  await waitSynced(watcher.provider, WAIT_MS, 'the owner watcher')
+  const ownerRepo = openRepo(server, { token: people.owner.token })
+  cleanups.push(() => closeRepo(ownerRepo))
+  const seed = ownerRepo.repo.import(Automerge.save(Automerge.from({ by: [] })), { docId: am })
+  seed.change((d) => { d.by.push('seed') })
+
+  for (const { role, reads, writes } of ROLES) {
+    const token = people[role].token
+    // y-websocket
+    const y = connectProvider(server, yjs, { params: { token } })
+    const closes = []
+    y.provider.on('connection-close', (event) => closes.push(event?.code))
+    let errors = 0
+    y.provider.on('connection-error', () => { errors++ })
+    cleanups.push(() => { y.provider.destroy(); y.doc.destroy() })
+    if (!reads) {
+      await waitFor(() => errors > 0, WAIT_MS, `${role}: y-websocket refused`)
+      assert.equal(y.received.length, 0, `${role}: nothing sent to a stranger`)
+    } else {
+      await waitSynced(y.provider, WAIT_MS, `${role}: y-websocket synced`)
+      y.doc.getText('t').insert(0, `[y ${role}]`)
+      if (writes) {
+        await waitFor(() => text(watcher.doc).includes(`[y ${role}]`), WAIT_MS, `${role}: y-websocket write arrives`)
+      } else {
+        await waitFor(() => closes.includes(4403), WAIT_MS, `${role}: y-websocket write refused with 4403`)
+      }
+    }
+
+    // Hocuspocus v4
+    const s = openSocket(server, 'v4')
+    cleanups.push(() => s.socket.destroy())
+    const h = openProvider(s, yjs, { token })
+    cleanups.push(() => { h.provider.destroy(); h.doc.destroy() })
+    if (!reads) {
+      await waitFor(() => h.denied.length > 0, WAIT_MS, `${role}: Hocuspocus denied`)
+    } else {
+      await waitSynced(h.provider, WAIT_MS, `${role}: Hocuspocus synced`)
+      assert.equal(h.provider.authorizedScope, writes ? 'read-write' : 'readonly', `${role}: scope`)
+      h.doc.getText('t').insert(0, `[h ${role}]`)
+      if (writes) {
+        await waitFor(() => text(watcher.doc).includes(`[h ${role}]`), WAIT_MS, `${role}: Hocuspocus write arrives`)
+      } else {
+        await waitFor(
+          () => framesFor(s.received, yjs).some((f) => f.type === 'sync_status' && !f.applied),
+          WAIT_MS,
+          `${role}: Hocuspocus write not applied`
+        )
+      }
+    }
+
+    // automerge-repo
+    const r = openRepo(server, { token })
+    cleanups.push(() => closeRepo(r))
+    await waitFor(() => serverPeerId(r) !== undefined, WAIT_MS, `${role}: automerge-repo handshake`)
+    const errorsSeen = recordErrors(r)
+    if (!reads) {
+      await assert.rejects(find(r.repo, am), /unavailable/i, `${role}: automerge-repo refused`)
+    } else {
+      const handle = await findEventually(r.repo, am)
+      handle.change((d) => { d.by.push(role) })
+      if (writes) {
+        await waitFor(() => seed.doc().by.includes(role), WAIT_MS, `${role}: automerge-repo write arrives`)
+      } else {
+        await waitFor(() => errorsSeen.some((e) => /read-only/.test(e)), WAIT_MS, `${role}: automerge-repo write refused`)
+      }
+    }
+  }
+  // Nothing of the refused writes reached anyone.
+  for (const { role, writes } of ROLES.filter((r) => !r.writes)) {
+    assert.doesNotMatch(text(watcher.doc), new RegExp(`\\[. ${role}\\]`), `${role}'s Yjs writes`)
+    assert.equal(seed.doc().by.includes(role), writes, `${role}'s Automerge write`)
+  }
+})
