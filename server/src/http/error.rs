@@ -9,6 +9,23 @@ use weft_sync_core::InvalidDocId;
 use crate::auth::AuthError;
 use crate::storage::StorageError;
 
+/// The body of every error answer: `{ "error": { "code", "message" } }`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable reason (`not_found`, `invalid_title`, …; docs/api.md lists them).
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
+
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -181,7 +198,8 @@ impl IntoResponse for ApiError {
             Self::Internal(err) => tracing::error!(error = %err, "request failed"),
             _ => {}
         }
-        let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: self.to_string() } };
         let mut response = (self.status(), Json(body)).into_response();
         if let Self::RateLimited(wait) = &self {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_secs(wait).into());

@@ -3,12 +3,13 @@
 
 pub(crate) mod api;
 mod automerge;
-mod error;
+pub(crate) mod error;
 mod hocuspocus;
 mod socket;
 mod yjs;
 
 pub use api::limits::Limits;
+pub use api::openapi;
 
 use std::sync::Arc;
 

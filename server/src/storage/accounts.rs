@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{Storage, StorageError};
 
 /// Whether someone is around, as they set it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Availability {
     /// Around.
@@ -46,7 +46,7 @@ impl Availability {
 }
 
 /// A person, as the API shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Stable id; the author recorded on their updates.
     pub id: String,
@@ -142,7 +142,7 @@ pub enum AuditScope {
 }
 
 /// A stored audit entry, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Increasing id; the pagination cursor.
     pub id: i64,

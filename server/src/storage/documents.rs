@@ -16,13 +16,14 @@ use super::workspaces::{role_of, taken};
 use super::{Crdt, Storage, StorageError};
 
 /// A workspace document, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Document {
     /// Its id: the name WebSocket clients open it by (an automerge-repo document id).
     pub id: String,
     /// The workspace it belongs to.
     pub workspace: String,
     /// What it is.
+    #[schema(value_type = String, example = "document")]
     pub kind: DocKind,
     /// Its CRDT.
     pub crdt: Crdt,

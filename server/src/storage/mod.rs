@@ -54,7 +54,7 @@ pub struct StorageConfig {
 }
 
 /// Which CRDT a document uses; fixed when the document is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Crdt {
     /// A Yjs (yrs) document.

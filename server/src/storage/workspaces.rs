@@ -13,7 +13,7 @@ use super::accounts::{AuditEntry, record};
 use super::{Storage, StorageError};
 
 /// A workspace, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Workspace {
     /// Stable, opaque id.
     pub id: String,
@@ -28,17 +28,18 @@ pub struct Workspace {
 }
 
 /// A workspace together with the caller's role in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Membership {
     /// The workspace.
     #[serde(flatten)]
     pub workspace: Workspace,
     /// The caller's role.
+    #[schema(value_type = String, example = "editor")]
     pub role: Role,
 }
 
 /// A member, as the member list shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Member {
     /// Their user id.
     pub user_id: String,
@@ -49,13 +50,14 @@ pub struct Member {
     /// Picture.
     pub avatar_url: Option<String>,
     /// Their role here.
+    #[schema(value_type = String, example = "editor")]
     pub role: Role,
     /// Milliseconds since the Unix epoch.
     pub joined_at: i64,
 }
 
 /// An invite, as the inviter's list shows it (never its token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Invite {
     /// Stable id (for revoking).
     pub id: String,
@@ -64,6 +66,7 @@ pub struct Invite {
     /// The address it was sent to; only an account with this address may accept it.
     pub email: String,
     /// The role it grants.
+    #[schema(value_type = String, example = "editor")]
     pub role: Role,
     /// Who sent it.
     pub invited_by: String,
@@ -72,6 +75,7 @@ pub struct Invite {
     /// Milliseconds since the Unix epoch.
     pub expires_at: i64,
     /// `pending`, `accepted`, `revoked` or `expired` (at the time it was read).
+    #[schema(value_type = String, example = "pending")]
     pub status: &'static str,
 }
 

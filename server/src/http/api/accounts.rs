@@ -3,11 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::limits::AuthAttempt;
 use super::workspaces::AuditPage;
@@ -24,21 +25,21 @@ const MAX_NAME_CHARS: usize = 100;
 /// Longest avatar URL, in bytes.
 const MAX_URL_BYTES: usize = 2048;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/signup", post(signup))
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/refresh", post(refresh))
-        .route("/api/auth/logout", post(logout))
-        .route("/api/me", get(me).patch(update_me))
-        .route("/api/me/audit", get(my_audit))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me, update_me))
+        .routes(routes!(my_audit))
 }
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignUp {
     email: String,
@@ -46,24 +47,25 @@ struct SignUp {
     name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LogIn {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshToken {
     refresh_token: String,
 }
 
 /// What sign-up, log-in and refresh answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Session {
     user: User,
     access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
     expires_in: u64,
     refresh_token: String,
@@ -170,6 +172,14 @@ pub(crate) async fn password_user(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/signup",
+    tag = "accounts",
+    operation_id = "accounts_signup",
+    request_body = SignUp,
+    responses((status = 201, description = "Done", body = Session), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+)]
 async fn signup(
     State(state): State<AppState>,
     attempt: AuthAttempt,
@@ -186,6 +196,14 @@ async fn signup(
     Ok((StatusCode::CREATED, Json(start(&state, user, "session.login", attempt).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "accounts",
+    operation_id = "accounts_login",
+    request_body = LogIn,
+    responses((status = 200, description = "Done", body = Session), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+)]
 async fn login(
     State(state): State<AppState>,
     attempt: AuthAttempt,
@@ -212,6 +230,14 @@ async fn login(
     Ok(Json(start(&state, user, "session.login", attempt).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    tag = "accounts",
+    operation_id = "accounts_refresh",
+    request_body = RefreshToken,
+    responses((status = 200, description = "Done", body = Session), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+)]
 async fn refresh(
     State(state): State<AppState>,
     _attempt: AuthAttempt,
@@ -245,6 +271,14 @@ async fn refresh(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "accounts",
+    operation_id = "accounts_logout",
+    request_body = RefreshToken,
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+)]
 async fn logout(
     State(state): State<AppState>,
     _attempt: AuthAttempt,
@@ -257,6 +291,14 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "accounts",
+    operation_id = "accounts_me",
+    responses((status = 200, description = "Done", body = User), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>, ApiError> {
     state
         .storage
@@ -266,12 +308,13 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>,
         .ok_or(ApiError::Auth(AuthError::Invalid("the token names an account that does not exist".into())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProfilePatch {
     name: Option<String>,
     /// `null` removes the picture; absent leaves it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     avatar_url: Option<Option<String>>,
     status: Option<Availability>,
 }
@@ -281,6 +324,15 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/me",
+    tag = "accounts",
+    operation_id = "accounts_update_me",
+    request_body = ProfilePatch,
+    responses((status = 200, description = "Done", body = User), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn update_me(
     State(state): State<AppState>,
     caller: Caller,
@@ -297,6 +349,15 @@ async fn update_me(
 }
 
 /// The caller's own audit trail: their sign-up, log-ins, failed log-ins and what they did.
+#[utoipa::path(
+    get,
+    path = "/api/me/audit",
+    tag = "accounts",
+    operation_id = "accounts_my_audit",
+    params(Page),
+    responses((status = 200, description = "Done", body = AuditPage), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn my_audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,11 +7,12 @@
 //! member list, delete) is followed by [`crate::auth::policy::Policy::recheck`], which closes the
 //! live connections it affects.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use weft_sync_core::DocKind;
 use weft_sync_core::access::{Action, Role, Target};
 use weft_sync_core::automerge::DocumentId;
@@ -29,13 +30,11 @@ const MAX_TITLE_CHARS: usize = 200;
 /// Longest member list of a private document or direct-message channel.
 const MAX_MEMBERS: usize = 256;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/workspaces/{ws}/docs", post(create).get(list))
-        .route("/api/docs/{doc_id}", get(read).patch(update).delete(remove))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(read, update, remove))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewDoc {
     kind: String,
@@ -50,7 +49,7 @@ struct NewDoc {
     members: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Change {
     title: Option<String>,
@@ -58,17 +57,22 @@ struct Change {
     members: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this kind: `document`, `channel`, `board` or `whiteboard`.
     kind: Option<String>,
+    /// The archived ones (default: the others).
     archived: Option<bool>,
+    /// Only documents older than this cursor (the `next` of the previous page).
     before: Option<i64>,
+    /// How many at most, 1 to 100 (default 50).
     limit: Option<u32>,
 }
 
 /// A page of documents, newest first; `next` is the `before` of the following page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Documents {
     documents: Vec<Document>,
     next: Option<i64>,
@@ -150,6 +154,16 @@ async fn document(
     Ok((document, role))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/workspaces/{ws}/docs",
+    tag = "documents",
+    operation_id = "documents_create",
+    request_body = NewDoc,
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 201, description = "Done", body = Document), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -189,6 +203,15 @@ async fn create(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workspaces/{ws}/docs",
+    tag = "documents",
+    operation_id = "documents_list",
+    params(("ws" = String, Path, description = "Workspace id"), ListQuery),
+    responses((status = 200, description = "Done", body = Documents), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,6 +230,15 @@ async fn list(
     Ok(Json(Documents { documents, next }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/docs/{doc_id}",
+    tag = "documents",
+    operation_id = "documents_read",
+    params(("doc_id" = String, Path, description = "Document id")),
+    responses((status = 200, description = "Done", body = Document), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -215,6 +247,16 @@ async fn read(
     Ok(Json(document(&state, &id, &caller, &[]).await?.0))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/docs/{doc_id}",
+    tag = "documents",
+    operation_id = "documents_update",
+    request_body = Change,
+    params(("doc_id" = String, Path, description = "Document id")),
+    responses((status = 200, description = "Done", body = Document), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -252,6 +294,15 @@ async fn update(
     Ok(Json(updated))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/docs/{doc_id}",
+    tag = "documents",
+    operation_id = "documents_remove",
+    params(("doc_id" = String, Path, description = "Document id")),
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,6 +14,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
@@ -23,12 +25,59 @@ use crate::auth::AuthError;
 /// Largest JSON body an API route reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Every `/api` route.
+/// Every `/api` route, and `GET /api/openapi.json`: the OpenAPI document of them all, generated
+/// from the same handlers (their `#[utoipa::path]`), so the two cannot drift apart.
 pub fn routes() -> Router<AppState> {
-    accounts::routes()
+    let (router, api) = router_and_document();
+    let api = std::sync::Arc::new(api);
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || async move { axum::Json(api.as_ref().clone()) }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// The OpenAPI 3.1 document of the REST API (`docs/openapi.json` is a copy, checked by a test).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router_and_document().1
+}
+
+fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(accounts::routes())
         .merge(workspaces::routes())
         .merge(docs::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .split_for_parts()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Weft",
+        description = "The REST API of the Weft relay: accounts, workspaces, members, invites and documents. Errors are `{\"error\": {\"code\", \"message\"}}`; see docs/api.md."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "Sign-up, log-in, sessions and the caller's profile"),
+        (name = "workspaces", description = "Workspaces, members, invites and the audit log"),
+        (name = "documents", description = "The documents, channels, boards and whiteboards of a workspace")
+    )
+)]
+struct ApiDoc;
+
+/// Declares the bearer scheme every authenticated route names.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
 }
 
 /// A JSON request body; malformed, oversized or mistyped bodies get a 400 (413 when too large)
@@ -63,8 +112,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 }
 
 /// A page request: `?before=<cursor>&limit=<1..=100>` (default 50).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// Only entries older than this cursor (the `next` of the previous page).
     pub before: Option<i64>,

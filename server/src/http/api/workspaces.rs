@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
 use super::accounts::{display_name, email, now_ms};
@@ -32,39 +33,39 @@ const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest validity an inviter may ask for.
 const MAX_INVITE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/workspaces", post(create).get(list))
-        .route("/api/workspaces/{ws}", get(read).patch(update).delete(remove))
-        .route("/api/workspaces/{ws}/members", get(members))
-        .route("/api/workspaces/{ws}/members/{user_id}", patch(change_role).delete(remove_member))
-        .route("/api/workspaces/{ws}/invites", post(invite).get(invites))
-        .route("/api/workspaces/{ws}/invites/{id}", delete(revoke))
-        .route("/api/workspaces/{ws}/audit", get(audit_log))
-        .route("/api/invites/{token}/accept", post(accept))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(read, update, remove))
+        .routes(routes!(members))
+        .routes(routes!(change_role, remove_member))
+        .routes(routes!(invite, invites))
+        .routes(routes!(revoke))
+        .routes(routes!(audit_log))
+        .routes(routes!(accept))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewWorkspace {
     name: String,
     slug: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Change {
     name: Option<String>,
     slug: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleChange {
     role: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteRequest {
     email: String,
@@ -76,31 +77,33 @@ struct InviteRequest {
 /// What creating an invite answers: the invite and how it reaches the invitee. Mailed
 /// (`delivery: "email"`), the token stays out of the answer; otherwise (no SMTP configured, or
 /// the email failed) the token, shown this once, and where to accept it go to the inviter.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CreatedInvite {
     #[serde(flatten)]
     invite: Invite,
+    #[schema(value_type = String, example = "link")]
     delivery: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     accept_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     email_error: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Workspaces {
     workspaces: Vec<Membership>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Members {
     members: Vec<Member>,
 }
 
 /// A page of audit entries, newest first; `next` is the `before` of the following page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct AuditPage {
     entries: Vec<AuditRecord>,
     next: Option<i64>,
@@ -115,7 +118,7 @@ impl AuditPage {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Invites {
     invites: Vec<Invite>,
 }
@@ -181,6 +184,15 @@ fn assignable(actor: Role, current: Option<Role>, new: Option<Role>) -> Result<(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/workspaces",
+    tag = "workspaces",
+    operation_id = "workspaces_create",
+    request_body = NewWorkspace,
+    responses((status = 201, description = "Done", body = Membership), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -216,10 +228,27 @@ async fn create(
     Err(ApiError::Taken("slug"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workspaces",
+    tag = "workspaces",
+    operation_id = "workspaces_list",
+    responses((status = 200, description = "Done", body = Workspaces), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Workspaces>, ApiError> {
     Ok(Json(Workspaces { workspaces: state.storage.workspaces_of(&caller.user_id).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workspaces/{ws}",
+    tag = "workspaces",
+    operation_id = "workspaces_read",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "Done", body = Membership), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -228,6 +257,16 @@ async fn read(
     Ok(Json(member(&state, &ws, &caller, Action::ReadWorkspace).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/workspaces/{ws}",
+    tag = "workspaces",
+    operation_id = "workspaces_update",
+    request_body = Change,
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "Done", body = Membership), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -247,6 +286,15 @@ async fn update(
     Ok(Json(Membership { workspace, role: mine.role }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/workspaces/{ws}",
+    tag = "workspaces",
+    operation_id = "workspaces_remove",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,6 +308,15 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workspaces/{ws}/members",
+    tag = "workspaces",
+    operation_id = "workspaces_members",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "Done", body = Members), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn members(
     State(state): State<AppState>,
     caller: Caller,
@@ -300,6 +357,16 @@ async fn apply_change(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/workspaces/{ws}/members/{user_id}",
+    tag = "workspaces",
+    operation_id = "workspaces_change_role",
+    request_body = RoleChange,
+    params(("ws" = String, Path, description = "Workspace id"), ("user_id" = String, Path, description = "A member's user id (your own: leave)")),
+    responses((status = 200, description = "Done", body = Member), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn change_role(
     State(state): State<AppState>,
     caller: Caller,
@@ -315,6 +382,15 @@ async fn change_role(
     members.into_iter().find(|m| m.user_id == user_id).map(Json).ok_or(ApiError::Missing("member"))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/workspaces/{ws}/members/{user_id}",
+    tag = "workspaces",
+    operation_id = "workspaces_remove_member",
+    params(("ws" = String, Path, description = "Workspace id"), ("user_id" = String, Path, description = "A member's user id (your own: leave)")),
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -332,6 +408,16 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/workspaces/{ws}/invites",
+    tag = "workspaces",
+    operation_id = "workspaces_invite",
+    request_body = InviteRequest,
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 201, description = "Done", body = CreatedInvite), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn invite(
     State(state): State<AppState>,
     caller: Caller,
@@ -393,6 +479,15 @@ async fn invite(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workspaces/{ws}/invites",
+    tag = "workspaces",
+    operation_id = "workspaces_invites",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "Done", body = Invites), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn invites(
     State(state): State<AppState>,
     caller: Caller,
@@ -402,6 +497,15 @@ async fn invites(
     Ok(Json(Invites { invites: state.storage.invites(&ws, now_ms()).await? }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/workspaces/{ws}/invites/{id}",
+    tag = "workspaces",
+    operation_id = "workspaces_revoke",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Invite id")),
+    responses((status = 204, description = "Done"), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -416,6 +520,15 @@ async fn revoke(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/invites/{token}/accept",
+    tag = "workspaces",
+    operation_id = "workspaces_accept",
+    params(("token" = String, Path, description = "The invite token")),
+    responses((status = 200, description = "Done", body = Membership), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn accept(
     State(state): State<AppState>,
     caller: Caller,
@@ -454,6 +567,15 @@ async fn accept(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/workspaces/{ws}/audit",
+    tag = "workspaces",
+    operation_id = "workspaces_audit_log",
+    params(("ws" = String, Path, description = "Workspace id"), Page),
+    responses((status = 200, description = "Done", body = AuditPage), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = [])),
+)]
 async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,
