@@ -191,7 +191,8 @@ pub struct Settings {
     /// What a connection without a token may do to free documents (those not created through the
     /// API): `none`, `read` or `write` [default: `write` on a loopback address with no
     /// `jwt_secret`; `none` with one]. Listening elsewhere with no `jwt_secret` requires choosing.
-    #[arg(long, env = "WEFT_ANONYMOUS", value_enum)]
+    /// `--anonymous` alone is `read`.
+    #[arg(long, env = "WEFT_ANONYMOUS", value_enum, num_args = 0..=1, default_missing_value = "read")]
     pub anonymous: Option<Anonymous>,
     /// An external identity provider's issuer (`iss`): its tokens are accepted in place of Weft's
     /// own, and their `sub` maps to an account created on first use. Needs `idp_audience` and one
@@ -552,6 +553,16 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         assert!(Config::load(Settings { config: Some(file), ..Settings::default() }).is_err());
         assert!(Config::load(Settings { peer_outbox: Some(0), ..Settings::default() }).is_err());
+    }
+
+    #[test]
+    fn the_anonymous_flag_alone_allows_reading() {
+        let Command::Serve(settings) =
+            Cli::try_parse_from(["weft", "serve", "--anonymous", "--listen", "0.0.0.0:1"]).unwrap().command
+        else {
+            panic!("serve")
+        };
+        assert_eq!(Config::resolve(*settings).unwrap().anonymous, Anonymous::Read);
     }
 
     #[test]

@@ -349,3 +349,73 @@ async fn each_user_has_a_request_allowance_of_their_own() {
     assert_eq!(status, StatusCode::OK, "another user keeps their allowance");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn access_tokens_signed_with_the_servers_own_key_are_still_checked_claim_by_claim() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let session = api.signup("ada@example.com", "correct horse").await;
+    let sub = session["user"]["id"].as_str().unwrap().to_owned();
+    // The server's signing key, as an attacker who read the database would have it.
+    let key: Vec<u8> = rusqlite::Connection::open(common::db_path(dir.path()))
+        .unwrap()
+        .query_row("SELECT secret FROM server_keys WHERE name = 'access-token-hs256'", [], |row| row.get(0))
+        .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&key),
+        )
+        .unwrap()
+    };
+    let good = sign(json!({ "sub": sub, "iss": "weft", "aud": "weft", "iat": now, "exp": now + 600 }));
+    assert_eq!(api.get("/api/me", Some(&good)).await.0, StatusCode::OK, "the key is the server's");
+    use base64::Engine;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(json!({ "sub": sub, "iss": "weft", "aud": "weft", "iat": now, "exp": now + 600 })
+            .to_string()
+            .as_bytes())
+    );
+    let tampered = {
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        parts[1] =
+            b64(json!({ "sub": "someone-else", "iss": "weft", "aud": "weft", "iat": now, "exp": now + 600 })
+                .to_string()
+                .as_bytes());
+        parts.join(".")
+    };
+    for (what, token) in [
+        ("alg none", none),
+        ("payload changed after signing", tampered),
+        ("expired", sign(json!({ "sub": sub, "iss": "weft", "aud": "weft", "iat": now, "exp": now - 120 }))),
+        (
+            "not yet valid",
+            sign(
+                json!({ "sub": sub, "iss": "weft", "aud": "weft", "iat": now, "exp": now + 600, "nbf": now + 300 }),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(json!({ "sub": sub, "iss": "weft", "aud": "other", "iat": now, "exp": now + 600 })),
+        ),
+        (
+            "wrong issuer",
+            sign(json!({ "sub": sub, "iss": "other", "aud": "weft", "iat": now, "exp": now + 600 })),
+        ),
+        ("no expiry", sign(json!({ "sub": sub, "iss": "weft", "aud": "weft", "iat": now }))),
+        (
+            "an account that does not exist",
+            sign(json!({ "sub": "nobody", "iss": "weft", "aud": "weft", "iat": now, "exp": now + 600 })),
+        ),
+    ] {
+        let (status, body) = api.get("/api/me", Some(&token)).await;
+        assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{what}: {body}");
+    }
+    server.stop().await;
+}

@@ -63,6 +63,7 @@ impl Sessions {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Ok(Self {
             encoding: EncodingKey::from_secret(&secret),
