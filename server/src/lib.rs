@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod mail;
@@ -37,9 +38,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         Rooms::new(storage.clone(), config.rooms.clone(), metrics.clone(), tracker.clone(), shutdown.clone());
     let grace = config.shutdown_grace;
     let auth = auth::Auth::new(config.jwt_secret.as_deref());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = clock::now_ms();
     let sessions = auth::sessions::Sessions::open(&storage, &config.accounts, now_ms).await?;
     if storage.user_count().await? == 0 {
         tracing::info!(

@@ -12,6 +12,7 @@ pub mod contain;
 pub mod hocuspocus;
 pub mod ids;
 pub mod kind;
+pub mod names;
 pub mod relay;
 pub mod yjs;
 

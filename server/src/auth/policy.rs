@@ -227,11 +227,11 @@ impl Policy {
         {
             return Ok(user.id);
         }
-        let email = identity.email.as_deref().and_then(|e| crate::http::api::email(e).ok());
+        let email = identity.email.as_deref().and_then(weft_sync_core::names::email);
         let name = identity
             .name
             .as_deref()
-            .and_then(|n| crate::http::api::display_name(n).ok())
+            .and_then(weft_sync_core::names::display_name)
             .or_else(|| email.as_deref().and_then(|e| e.split('@').next()).map(str::to_owned))
             .unwrap_or_else(|| identity.subject.chars().take(64).collect());
         let id = super::sessions::random_id().map_err(|_| AuthError::Unavailable)?;
@@ -250,7 +250,7 @@ impl Policy {
                 detail: Some(format!("issuer {}", identity.issuer)),
                 ..AuditEntry::default()
             };
-            match storage.create_user(new, audit, crate::http::api::now_ms()).await {
+            match storage.create_user(new, audit, crate::clock::now_ms()).await {
                 Ok(user) => return Ok(user.id),
                 Err(StorageError::Taken("email")) if email.is_some() => continue,
                 // Created meanwhile by a concurrent first use.

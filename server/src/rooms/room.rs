@@ -19,7 +19,6 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +29,7 @@ use weft_sync_core::{CloseCode, CrdtFailure, DocId, PeerId};
 
 use super::replica::{Inbound, Replica};
 use super::{Identity, JoinError, PeerLink, Shared, Undeliverable};
+use crate::clock::now_ms;
 use crate::metrics::ItemKind;
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
 
@@ -71,10 +71,6 @@ pub(super) fn spawn(doc: DocId, crdt: Crdt, generation: u64, shared: Arc<Shared>
     let tracker = shared.tracker.clone();
     tracker.spawn(run(doc, crdt, generation, rx, shared));
     RoomHandle { tx, generation }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn run(

@@ -12,8 +12,7 @@ use weft_sync_core::DocKind;
 use weft_sync_core::access::Role;
 
 use super::accounts::{AuditEntry, record};
-use super::workspaces::{role_of, taken};
-use super::{Crdt, Storage, StorageError};
+use super::{Crdt, Storage, StorageError, role_of, taken};
 
 /// A workspace document, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

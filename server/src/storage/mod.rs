@@ -25,6 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use weft_sync_core::DocId;
+use weft_sync_core::access::Role;
 use weft_sync_core::relay::Quarantined;
 
 use writer::{Done, SnapshotData, WriteRequest};
@@ -468,6 +469,37 @@ impl Storage {
         .await
         .map_err(|e| StorageError::Database(format!("read task failed: {e}")))?
     }
+}
+
+/// A role as stored, or [`StorageError::Corrupt`].
+pub(crate) fn role(raw: &str) -> Result<Role, StorageError> {
+    Role::parse(raw).ok_or_else(|| StorageError::Corrupt(format!("unknown role {raw:?}")))
+}
+
+/// A unique-constraint violation as [`StorageError::Taken`] naming `what`; other errors as they are.
+pub(crate) fn taken(err: rusqlite::Error, what: &'static str) -> StorageError {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StorageError::Taken(what)
+        }
+        other => other.into(),
+    }
+}
+
+/// `user_id`'s role in `workspace`, if they are a member.
+pub(crate) fn role_of(
+    conn: &Connection,
+    workspace: &str,
+    user_id: &str,
+) -> Result<Option<Role>, StorageError> {
+    let raw: Option<String> = conn
+        .query_row(
+            "SELECT role FROM members WHERE workspace = ?1 AND user_id = ?2",
+            [workspace, user_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    raw.map(|raw| role(&raw)).transpose()
 }
 
 fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use weft_sync_core::access::Role;
 
 use super::accounts::{AuditEntry, record};
-use super::{Storage, StorageError};
+use super::{Storage, StorageError, role, role_of, taken};
 
 /// A workspace, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -149,19 +149,6 @@ fn workspace_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
     })
 }
 
-pub(super) fn role(raw: &str) -> Result<Role, StorageError> {
-    Role::parse(raw).ok_or_else(|| StorageError::Corrupt(format!("unknown role {raw:?}")))
-}
-
-pub(super) fn taken(err: rusqlite::Error, what: &'static str) -> StorageError {
-    match err {
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            StorageError::Taken(what)
-        }
-        other => other.into(),
-    }
-}
-
 fn membership(conn: &Connection, workspace: &str, user_id: &str) -> Result<Option<Membership>, StorageError> {
     let sql = format!(
         "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w JOIN members m ON m.workspace = w.id
@@ -171,21 +158,6 @@ fn membership(conn: &Connection, workspace: &str, user_id: &str) -> Result<Optio
         .query_row(&sql, [workspace, user_id], |row| Ok((workspace_row(row)?, row.get::<_, String>(5)?)))
         .optional()?;
     found.map(|(workspace, raw)| Ok(Membership { workspace, role: role(&raw)? })).transpose()
-}
-
-pub(super) fn role_of(
-    conn: &Connection,
-    workspace: &str,
-    user_id: &str,
-) -> Result<Option<Role>, StorageError> {
-    let raw: Option<String> = conn
-        .query_row(
-            "SELECT role FROM members WHERE workspace = ?1 AND user_id = ?2",
-            [workspace, user_id],
-            |row| row.get(0),
-        )
-        .optional()?;
-    raw.map(|raw| role(&raw)).transpose()
 }
 
 fn owners(conn: &Connection, workspace: &str) -> Result<i64, StorageError> {

@@ -1,8 +1,6 @@
 //! Accounts and sessions: sign-up, log-in, refresh (rotating, with reuse detection), log-out,
 //! and the caller's profile (`/api/auth/*`, `/api/me`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,18 +8,19 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use weft_sync_core::names;
+
+use super::AuditPage;
 use super::limits::AuthAttempt;
-use super::workspaces::AuditPage;
 use super::{Body, Caller, Page, Params};
 use crate::auth::sessions::{self, random_id};
 use crate::auth::{AuthError, passwords};
+pub(crate) use crate::clock::now_ms;
 use crate::http::{ApiError, AppState};
 use crate::storage::accounts::{
     AuditEntry, AuditScope, Availability, NewUser, ProfileChange, Rotation, User,
 };
 
-/// Longest display name, in characters.
-const MAX_NAME_CHARS: usize = 100;
 /// Longest avatar URL, in bytes.
 const MAX_URL_BYTES: usize = 2048;
 
@@ -33,10 +32,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(me, update_me))
         .routes(routes!(my_audit))
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -71,16 +66,9 @@ struct Session {
     refresh_token: String,
 }
 
-/// A normalised email address, or a 400 saying why not. Deliberately loose (one `@`, something
-/// on each side, no spaces): the address is proven by mail, not by a pattern.
+/// A normalised email address, or a 400 saying why not (`weft_sync_core::names::email`).
 pub(crate) fn email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !domain.starts_with('.')
-        });
-    if valid { Ok(email) } else { Err(ApiError::invalid("invalid_email", "not an email address")) }
+    names::email(raw).ok_or_else(|| ApiError::invalid("invalid_email", "not an email address"))
 }
 
 pub(crate) fn password(raw: &str) -> Result<String, ApiError> {
@@ -100,14 +88,12 @@ pub(crate) fn password(raw: &str) -> Result<String, ApiError> {
 }
 
 pub(crate) fn display_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
+    names::display_name(raw).ok_or_else(|| {
+        ApiError::invalid(
             "invalid_name",
-            format!("a name has 1 to {MAX_NAME_CHARS} characters and no control characters"),
-        ));
-    }
-    Ok(name.to_owned())
+            format!("a name has 1 to {} characters and no control characters", names::MAX_NAME_CHARS),
+        )
+    })
 }
 
 fn avatar_url(raw: &str) -> Result<String, ApiError> {

@@ -7,13 +7,13 @@ mod docs;
 pub mod limits;
 mod workspaces;
 
-pub(crate) use accounts::{display_name, email, now_ms, password_user};
+pub(crate) use accounts::{email, now_ms, password_user};
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -21,6 +21,7 @@ use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
 use super::{ApiError, AppState};
 use crate::auth::AuthError;
+use crate::storage::accounts::{AuditRecord, AuditScope};
 
 /// Largest JSON body an API route reads.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -135,6 +136,26 @@ impl Page {
             limit @ 1..=Self::MAX => Ok(limit),
             _ => Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {}", Self::MAX))),
         }
+    }
+}
+
+/// A page of audit entries, newest first; `next` is the `before` of the following page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    entries: Vec<AuditRecord>,
+    next: Option<i64>,
+}
+
+impl AuditPage {
+    /// Reads the page `page` asks for of `scope`'s entries.
+    ///
+    /// # Errors
+    /// [`ApiError`] for a bad `limit`, or when storage fails.
+    pub async fn read(state: &AppState, scope: AuditScope, page: &Page) -> Result<Self, ApiError> {
+        let limit = page.limit()?;
+        let entries = state.storage.audit_page(scope, page.before, limit).await?;
+        let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
+        Ok(Self { entries, next })
     }
 }
 

@@ -16,12 +16,12 @@ use utoipa_axum::routes;
 use weft_sync_core::access::{self, Action, Decision, Role, Target};
 
 use super::accounts::{display_name, email, now_ms};
-use super::{Body, Caller, Page, Params, authorize};
+use super::{AuditPage, Body, Caller, Page, Params, authorize};
 use crate::auth::policy::Affected;
 use crate::auth::sessions::{new_secret, random_id};
 use crate::http::{ApiError, AppState};
 use crate::mail::InviteMail;
-use crate::storage::accounts::{AuditEntry, AuditRecord, AuditScope};
+use crate::storage::accounts::{AuditEntry, AuditScope};
 use crate::storage::workspaces::{
     Acceptance, Invite, Member, MemberChange, Membership, NewInvite, Workspace, WorkspaceChange,
 };
@@ -100,22 +100,6 @@ struct Workspaces {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Members {
     members: Vec<Member>,
-}
-
-/// A page of audit entries, newest first; `next` is the `before` of the following page.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct AuditPage {
-    entries: Vec<AuditRecord>,
-    next: Option<i64>,
-}
-
-impl AuditPage {
-    pub(super) async fn read(state: &AppState, scope: AuditScope, page: &Page) -> Result<Self, ApiError> {
-        let limit = page.limit()?;
-        let entries = state.storage.audit_page(scope, page.before, limit).await?;
-        let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
-        Ok(Self { entries, next })
-    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
