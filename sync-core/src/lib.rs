@@ -9,6 +9,7 @@ pub mod access;
 pub mod automerge;
 pub mod close;
 pub mod contain;
+pub mod domain;
 pub mod hocuspocus;
 pub mod ids;
 pub mod kind;

@@ -1,0 +1,415 @@
+//! The task board layout, on both CRDTs, and its projection to typed tasks.
+//!
+//! **Yjs** (root types): `columns` is a `Y.Array` of `Y.Map`s `{ id, name }` in board order;
+//! `tasks` is a `Y.Map` from task id to a `Y.Map` of the task's fields. **Automerge** (root object):
+//! `columns` is a list of maps `{ id, name }`, `tasks` a map from task id to a map of fields.
+//! Task fields, the same names on both: `title` (string), `description` (a `Y.Text` or string;
+//! Automerge text or string), `column` (a column id), `priority` (`low`, `medium`, `high`,
+//! `urgent`), `assignees` and `labels` (arrays of strings), `due` (`YYYY-MM-DD`, absent or null
+//! when none), `order` (a number: tasks of a column sort by it, then by id), `archived`
+//! (boolean), `createdBy` (user id) and `createdAt` (milliseconds since the Unix epoch).
+//!
+//! Every field sits under its own key, so concurrent edits of different fields of one task all
+//! survive, and a concurrent move (two writers setting `column`/`order`) ends with one position,
+//! never a duplicate. The projection reads whatever a client wrote: a field it cannot read takes
+//! its default and is reported in [`Board::skipped`]; a task or column it cannot read at all is
+//! left out and reported. It never fails and never panics on a document's content.
+
+use std::cmp::Ordering;
+
+use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, Value as AmValue};
+use serde::{Deserialize, Serialize};
+use yrs::any::Number;
+use yrs::types::ToJson;
+use yrs::{Any, Array, GetString, Map, Out, ReadTxn};
+
+use super::Skipped;
+
+/// A task's priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Whenever.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// Soon.
+    High,
+    /// Now.
+    Urgent,
+}
+
+impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 4] = [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
+
+    /// The name the layout stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+
+    /// The priority named `name`, if any.
+    pub fn parse(name: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A column of the board.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Column {
+    /// Stable id (what tasks name in `column`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A task, as the projection reads it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    /// Stable id (its key in `tasks`).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description (plain text).
+    pub description: String,
+    /// The column it is in, if it names one that exists.
+    pub column: Option<String>,
+    /// Priority.
+    pub priority: Priority,
+    /// Assigned user ids.
+    pub assignees: Vec<String>,
+    /// Due date, `YYYY-MM-DD`.
+    pub due: Option<String>,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Position within its column.
+    pub order: f64,
+    /// Archived tasks stay readable and are left out of the board's columns by clients.
+    pub archived: bool,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_at: Option<i64>,
+}
+
+impl Task {
+    /// Whether the task is past its due date on `today` (`YYYY-MM-DD`, the caller's clock and
+    /// time zone): due before today and not archived.
+    pub fn is_overdue(&self, today: &str) -> bool {
+        !self.archived && self.due.as_deref().is_some_and(|due| due < today)
+    }
+}
+
+/// The board: its columns in order, its tasks sorted by column (in column order; tasks without a
+/// known column last), then `order`, then id; and what could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Board {
+    /// Columns, in board order.
+    pub columns: Vec<Column>,
+    /// Tasks.
+    pub tasks: Vec<Task>,
+    /// What the projection left out or defaulted, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Whether `s` is a calendar date written `YYYY-MM-DD`.
+pub fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
+        return false;
+    }
+    let month: u32 = s[5..7].parse().unwrap_or(0);
+    let day: u32 = s[8..10].parse().unwrap_or(0);
+    (1..=12).contains(&month) && (1..=31).contains(&day)
+}
+
+/// One field's value, read from either CRDT, before its type is checked.
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Strings(Vec<Option<String>>),
+    Null,
+    Other,
+}
+
+/// Reads one task's fields, reporting every field it had to default.
+struct Fields<'a, G> {
+    id: &'a str,
+    get: G,
+    skipped: &'a mut Vec<Skipped>,
+}
+
+impl<G: Fn(&str) -> Option<Field>> Fields<'_, G> {
+    fn skip(&mut self, field: &str, reason: &str) {
+        self.skipped.push(Skipped { path: format!("tasks/{}/{field}", self.id), reason: reason.to_owned() });
+    }
+
+    fn string(&mut self, field: &str) -> Option<String> {
+        match (self.get)(field) {
+            Some(Field::Str(s)) => Some(s),
+            None | Some(Field::Null) => None,
+            Some(_) => {
+                self.skip(field, "not a string");
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, field: &str) -> Vec<String> {
+        match (self.get)(field) {
+            Some(Field::Strings(items)) => {
+                let read: Vec<String> = items.iter().flatten().cloned().collect();
+                if read.len() != items.len() {
+                    self.skip(field, "holds something other than strings");
+                }
+                read
+            }
+            None | Some(Field::Null) => Vec::new(),
+            Some(_) => {
+                self.skip(field, "not an array of strings");
+                Vec::new()
+            }
+        }
+    }
+
+    fn number(&mut self, field: &str, whole: bool) -> Option<f64> {
+        match (self.get)(field) {
+            Some(Field::Num(n)) if n.is_finite() && (!whole || n.fract() == 0.0) => Some(n),
+            None | Some(Field::Null) => None,
+            Some(_) => {
+                self.skip(field, if whole { "not a whole number" } else { "not a finite number" });
+                None
+            }
+        }
+    }
+
+    fn flag(&mut self, field: &str) -> bool {
+        match (self.get)(field) {
+            Some(Field::Bool(b)) => b,
+            None | Some(Field::Null) => false,
+            Some(_) => {
+                self.skip(field, "not a boolean");
+                false
+            }
+        }
+    }
+
+    fn task(mut self) -> Task {
+        let priority = match self.string("priority") {
+            None => Priority::default(),
+            Some(name) => Priority::parse(&name).unwrap_or_else(|| {
+                self.skip("priority", "not low, medium, high or urgent");
+                Priority::default()
+            }),
+        };
+        let due = match self.string("due") {
+            Some(due) if is_date(&due) => Some(due),
+            Some(_) => {
+                self.skip("due", "not a YYYY-MM-DD date");
+                None
+            }
+            None => None,
+        };
+        Task {
+            id: self.id.to_owned(),
+            title: self.string("title").unwrap_or_default(),
+            description: self.string("description").unwrap_or_default(),
+            column: self.string("column"),
+            priority,
+            assignees: self.strings("assignees"),
+            due,
+            labels: self.strings("labels"),
+            order: self.number("order", false).unwrap_or(0.0),
+            archived: self.flag("archived"),
+            created_by: self.string("createdBy"),
+            created_at: self.number("createdAt", true).map(|n| n as i64),
+        }
+    }
+}
+
+fn task(id: &str, get: impl Fn(&str) -> Option<Field>, skipped: &mut Vec<Skipped>) -> Task {
+    Fields { id, get, skipped }.task()
+}
+
+/// Columns in order (the first of duplicate ids wins), tasks sorted; tasks naming an unknown
+/// column keep no column.
+fn assemble(columns: Vec<Column>, mut tasks: Vec<Task>, mut skipped: Vec<Skipped>) -> Board {
+    let mut unique: Vec<Column> = Vec::with_capacity(columns.len());
+    for column in columns {
+        if unique.iter().any(|c| c.id == column.id) {
+            skipped.push(Skipped {
+                path: format!("columns/{}", column.id),
+                reason: "a second column with this id".into(),
+            });
+        } else {
+            unique.push(column);
+        }
+    }
+    let rank = |task: &Task| {
+        task.column.as_ref().and_then(|c| unique.iter().position(|u| &u.id == c)).unwrap_or(usize::MAX)
+    };
+    for task in &mut tasks {
+        if task.column.is_some() && rank(task) == usize::MAX {
+            skipped.push(Skipped {
+                path: format!("tasks/{}/column", task.id),
+                reason: "names no column of the board".into(),
+            });
+            task.column = None;
+        }
+    }
+    tasks.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then(a.order.partial_cmp(&b.order).unwrap_or(Ordering::Equal))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Board { columns: unique, tasks, skipped }
+}
+
+/// The board of a Yjs document (read-only; a fresh transaction on `txn`'s document).
+pub fn from_yjs<T: ReadTxn>(txn: &T) -> Board {
+    let mut skipped = Vec::new();
+    let mut columns = Vec::new();
+    if let Some(array) = txn.get_array("columns") {
+        for (index, item) in array.iter(txn).enumerate() {
+            let Out::YMap(map) = item else {
+                skipped.push(Skipped { path: format!("columns/{index}"), reason: "not a map".into() });
+                continue;
+            };
+            let text = |key: &str| match map.get(txn, key) {
+                Some(Out::Any(Any::String(s))) => Some(s.to_string()),
+                _ => None,
+            };
+            match text("id") {
+                Some(id) => columns.push(Column { name: text("name").unwrap_or_default(), id }),
+                None => {
+                    skipped.push(Skipped { path: format!("columns/{index}"), reason: "no string id".into() })
+                }
+            }
+        }
+    }
+    let mut tasks = Vec::new();
+    if let Some(map) = txn.get_map("tasks") {
+        for (id, value) in map.iter(txn) {
+            let Out::YMap(fields) = value else {
+                skipped.push(Skipped { path: format!("tasks/{id}"), reason: "not a map".into() });
+                continue;
+            };
+            let get = |key: &str| fields.get(txn, key).map(|out| yjs_field(txn, out));
+            tasks.push(task(id, get, &mut skipped));
+        }
+    }
+    assemble(columns, tasks, skipped)
+}
+
+fn yjs_field<T: ReadTxn>(txn: &T, out: Out) -> Field {
+    match out {
+        Out::Any(any) => any_field(&any),
+        Out::YText(text) => Field::Str(text.get_string(txn)),
+        Out::YArray(array) => Field::Strings(
+            array
+                .iter(txn)
+                .map(|item| match item {
+                    Out::Any(Any::String(s)) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        other => match other.to_json(txn) {
+            Any::Null | Any::Undefined => Field::Null,
+            _ => Field::Other,
+        },
+    }
+}
+
+fn any_field(any: &Any) -> Field {
+    match any {
+        Any::String(s) => Field::Str(s.to_string()),
+        Any::Number(Number::Int(n)) => Field::Num(*n as f64),
+        Any::Number(Number::Float(n)) => Field::Num(*n),
+        Any::Bool(b) => Field::Bool(*b),
+        Any::Null | Any::Undefined => Field::Null,
+        Any::Array(items) => Field::Strings(
+            items
+                .iter()
+                .map(|item| if let Any::String(s) = item { Some(s.to_string()) } else { None })
+                .collect(),
+        ),
+        _ => Field::Other,
+    }
+}
+
+/// The board of an Automerge document.
+pub fn from_automerge(doc: &Automerge) -> Board {
+    let mut skipped = Vec::new();
+    let mut columns = Vec::new();
+    let root = automerge::ROOT;
+    if let Ok(Some((AmValue::Object(ObjType::List), list))) = doc.get(&root, "columns") {
+        for index in 0..doc.length(&list) {
+            let Ok(Some((AmValue::Object(ObjType::Map), column))) = doc.get(&list, index) else {
+                skipped.push(Skipped { path: format!("columns/{index}"), reason: "not a map".into() });
+                continue;
+            };
+            let text = |key: &str| match automerge_field(doc, &column, key) {
+                Some(Field::Str(s)) => Some(s),
+                _ => None,
+            };
+            match text("id") {
+                Some(id) => columns.push(Column { name: text("name").unwrap_or_default(), id }),
+                None => {
+                    skipped.push(Skipped { path: format!("columns/{index}"), reason: "no string id".into() })
+                }
+            }
+        }
+    }
+    let mut tasks = Vec::new();
+    if let Ok(Some((AmValue::Object(ObjType::Map), map))) = doc.get(&root, "tasks") {
+        for id in doc.keys(&map) {
+            let Ok(Some((AmValue::Object(ObjType::Map), fields))) = doc.get(&map, id.as_str()) else {
+                skipped.push(Skipped { path: format!("tasks/{id}"), reason: "not a map".into() });
+                continue;
+            };
+            let get = |key: &str| automerge_field(doc, &fields, key);
+            tasks.push(task(&id, get, &mut skipped));
+        }
+    }
+    assemble(columns, tasks, skipped)
+}
+
+fn automerge_field(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Option<Field> {
+    let (value, id) = doc.get(obj, key).ok()??;
+    Some(match value {
+        AmValue::Scalar(scalar) => match scalar.as_ref() {
+            ScalarValue::Str(s) => Field::Str(s.to_string()),
+            ScalarValue::Int(n) => Field::Num(*n as f64),
+            ScalarValue::Uint(n) => Field::Num(*n as f64),
+            ScalarValue::F64(n) => Field::Num(*n),
+            ScalarValue::Timestamp(n) => Field::Num(*n as f64),
+            ScalarValue::Boolean(b) => Field::Bool(*b),
+            ScalarValue::Null => Field::Null,
+            _ => Field::Other,
+        },
+        AmValue::Object(ObjType::Text) => doc.text(&id).map_or(Field::Other, Field::Str),
+        AmValue::Object(ObjType::List) => Field::Strings(
+            (0..doc.length(&id))
+                .map(|index| match doc.get(&id, index) {
+                    Ok(Some((AmValue::Scalar(s), _))) => match s.as_ref() {
+                        ScalarValue::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+        ),
+        AmValue::Object(_) => Field::Other,
+    })
+}
