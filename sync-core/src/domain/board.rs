@@ -17,13 +17,12 @@
 
 use std::cmp::Ordering;
 
-use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, Value as AmValue};
+use automerge::{Automerge, ObjType, ReadDoc, Value as AmValue};
 use serde::{Deserialize, Serialize};
-use yrs::any::Number;
-use yrs::types::ToJson;
-use yrs::{Any, Array, GetString, Map, Out, ReadTxn};
+use yrs::{Any, Array, Map, Out, ReadTxn};
 
 use super::Skipped;
+use super::read::{Field, Fields, automerge_field, yjs_field};
 
 /// A task's priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -130,79 +129,12 @@ pub fn is_date(s: &str) -> bool {
     (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
-/// One field's value, read from either CRDT, before its type is checked.
-#[derive(Debug, Clone, PartialEq)]
-enum Field {
-    Str(String),
-    Num(f64),
-    Bool(bool),
-    Strings(Vec<Option<String>>),
-    Null,
-    Other,
+/// Reading a task from its fields.
+trait TaskFields {
+    fn task(self) -> Task;
 }
 
-/// Reads one task's fields, reporting every field it had to default.
-struct Fields<'a, G> {
-    id: &'a str,
-    get: G,
-    skipped: &'a mut Vec<Skipped>,
-}
-
-impl<G: Fn(&str) -> Option<Field>> Fields<'_, G> {
-    fn skip(&mut self, field: &str, reason: &str) {
-        self.skipped.push(Skipped { path: format!("tasks/{}/{field}", self.id), reason: reason.to_owned() });
-    }
-
-    fn string(&mut self, field: &str) -> Option<String> {
-        match (self.get)(field) {
-            Some(Field::Str(s)) => Some(s),
-            None | Some(Field::Null) => None,
-            Some(_) => {
-                self.skip(field, "not a string");
-                None
-            }
-        }
-    }
-
-    fn strings(&mut self, field: &str) -> Vec<String> {
-        match (self.get)(field) {
-            Some(Field::Strings(items)) => {
-                let read: Vec<String> = items.iter().flatten().cloned().collect();
-                if read.len() != items.len() {
-                    self.skip(field, "holds something other than strings");
-                }
-                read
-            }
-            None | Some(Field::Null) => Vec::new(),
-            Some(_) => {
-                self.skip(field, "not an array of strings");
-                Vec::new()
-            }
-        }
-    }
-
-    fn number(&mut self, field: &str, whole: bool) -> Option<f64> {
-        match (self.get)(field) {
-            Some(Field::Num(n)) if n.is_finite() && (!whole || n.fract() == 0.0) => Some(n),
-            None | Some(Field::Null) => None,
-            Some(_) => {
-                self.skip(field, if whole { "not a whole number" } else { "not a finite number" });
-                None
-            }
-        }
-    }
-
-    fn flag(&mut self, field: &str) -> bool {
-        match (self.get)(field) {
-            Some(Field::Bool(b)) => b,
-            None | Some(Field::Null) => false,
-            Some(_) => {
-                self.skip(field, "not a boolean");
-                false
-            }
-        }
-    }
-
+impl<G: Fn(&str) -> Option<Field>> TaskFields for Fields<'_, G> {
     fn task(mut self) -> Task {
         let priority = match self.string("priority") {
             None => Priority::default(),
@@ -220,7 +152,7 @@ impl<G: Fn(&str) -> Option<Field>> Fields<'_, G> {
             None => None,
         };
         Task {
-            id: self.id.to_owned(),
+            id: self.id().to_owned(),
             title: self.string("title").unwrap_or_default(),
             description: self.string("description").unwrap_or_default(),
             column: self.string("column"),
@@ -237,7 +169,7 @@ impl<G: Fn(&str) -> Option<Field>> Fields<'_, G> {
 }
 
 fn task(id: &str, get: impl Fn(&str) -> Option<Field>, skipped: &mut Vec<Skipped>) -> Task {
-    Fields { id, get, skipped }.task()
+    Fields::new("tasks", id, get, skipped).task()
 }
 
 /// Columns in order (the first of duplicate ids wins), tasks sorted; tasks naming an unknown
@@ -311,43 +243,6 @@ pub fn from_yjs<T: ReadTxn>(txn: &T) -> Board {
     assemble(columns, tasks, skipped)
 }
 
-fn yjs_field<T: ReadTxn>(txn: &T, out: Out) -> Field {
-    match out {
-        Out::Any(any) => any_field(&any),
-        Out::YText(text) => Field::Str(text.get_string(txn)),
-        Out::YArray(array) => Field::Strings(
-            array
-                .iter(txn)
-                .map(|item| match item {
-                    Out::Any(Any::String(s)) => Some(s.to_string()),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        other => match other.to_json(txn) {
-            Any::Null | Any::Undefined => Field::Null,
-            _ => Field::Other,
-        },
-    }
-}
-
-fn any_field(any: &Any) -> Field {
-    match any {
-        Any::String(s) => Field::Str(s.to_string()),
-        Any::Number(Number::Int(n)) => Field::Num(*n as f64),
-        Any::Number(Number::Float(n)) => Field::Num(*n),
-        Any::Bool(b) => Field::Bool(*b),
-        Any::Null | Any::Undefined => Field::Null,
-        Any::Array(items) => Field::Strings(
-            items
-                .iter()
-                .map(|item| if let Any::String(s) = item { Some(s.to_string()) } else { None })
-                .collect(),
-        ),
-        _ => Field::Other,
-    }
-}
-
 /// The board of an Automerge document.
 pub fn from_automerge(doc: &Automerge) -> Board {
     let mut skipped = Vec::new();
@@ -383,33 +278,4 @@ pub fn from_automerge(doc: &Automerge) -> Board {
         }
     }
     assemble(columns, tasks, skipped)
-}
-
-fn automerge_field(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Option<Field> {
-    let (value, id) = doc.get(obj, key).ok()??;
-    Some(match value {
-        AmValue::Scalar(scalar) => match scalar.as_ref() {
-            ScalarValue::Str(s) => Field::Str(s.to_string()),
-            ScalarValue::Int(n) => Field::Num(*n as f64),
-            ScalarValue::Uint(n) => Field::Num(*n as f64),
-            ScalarValue::F64(n) => Field::Num(*n),
-            ScalarValue::Timestamp(n) => Field::Num(*n as f64),
-            ScalarValue::Boolean(b) => Field::Bool(*b),
-            ScalarValue::Null => Field::Null,
-            _ => Field::Other,
-        },
-        AmValue::Object(ObjType::Text) => doc.text(&id).map_or(Field::Other, Field::Str),
-        AmValue::Object(ObjType::List) => Field::Strings(
-            (0..doc.length(&id))
-                .map(|index| match doc.get(&id, index) {
-                    Ok(Some((AmValue::Scalar(s), _))) => match s.as_ref() {
-                        ScalarValue::Str(s) => Some(s.to_string()),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect(),
-        ),
-        AmValue::Object(_) => Field::Other,
-    })
 }

@@ -3,6 +3,8 @@
 //! No I/O and no clock: a caller that needs "today" passes it in.
 
 pub mod board;
+pub mod channel;
+mod read;
 
 use serde::Serialize;
 
@@ -14,4 +16,42 @@ pub struct Skipped {
     pub path: String,
     /// Why it could not be read.
     pub reason: String,
+}
+
+/// Longest user id a mention may name, in bytes.
+const MAX_MENTION_BYTES: usize = 64;
+
+/// The user ids a text mentions, written `<@user-id>` (ids of letters, digits, `-` and `_`), in
+/// order of first mention, each once.
+pub fn mentions(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<@") {
+        rest = &rest[start + 2..];
+        let Some(end) = rest.find('>') else { break };
+        let id = &rest[..end];
+        let valid = !id.is_empty()
+            && id.len() <= MAX_MENTION_BYTES
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            if !found.iter().any(|f| f == id) {
+                found.push(id.to_owned());
+            }
+            rest = &rest[end + 1..];
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_read_once_each_in_order() {
+        assert_eq!(mentions("hi <@u-bob> and <@ada_1>, again <@u-bob>"), ["u-bob", "ada_1"]);
+        assert!(mentions("no <@> <@bad id> <@x").is_empty());
+        assert_eq!(mentions("<@<@u-1>"), ["u-1"]);
+        assert!(mentions(&format!("<@{}>", "a".repeat(65))).is_empty());
+    }
 }
