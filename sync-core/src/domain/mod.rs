@@ -5,6 +5,7 @@
 pub mod board;
 pub mod channel;
 mod read;
+pub mod whiteboard;
 
 use serde::Serialize;
 

@@ -16,12 +16,20 @@ pub(crate) enum Field {
     Str(String),
     Num(f64),
     Bool(bool),
-    /// An array; `None` for an element that is not a string.
-    Strings(Vec<Option<String>>),
+    /// An array.
+    List(Vec<Item>),
     /// A map of maps (reactions: emoji → user → `true`): each key with the keys of its map whose
     /// value is `true`; `None` for a value that is not such a map.
     Keys(Vec<(String, Option<Vec<String>>)>),
     Null,
+    Other,
+}
+
+/// One element of an array.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item {
+    Str(String),
+    Num(f64),
     Other,
 }
 
@@ -60,8 +68,11 @@ impl<'a, G: Fn(&str) -> Option<Field>> Fields<'a, G> {
 
     pub(crate) fn strings(&mut self, field: &str) -> Vec<String> {
         match (self.get)(field) {
-            Some(Field::Strings(items)) => {
-                let read: Vec<String> = items.iter().flatten().cloned().collect();
+            Some(Field::List(items)) => {
+                let read: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| if let Item::Str(s) = i { Some(s.clone()) } else { None })
+                    .collect();
                 if read.len() != items.len() {
                     self.skip(field, "holds something other than strings");
                 }
@@ -70,6 +81,29 @@ impl<'a, G: Fn(&str) -> Option<Field>> Fields<'a, G> {
             None | Some(Field::Null) => Vec::new(),
             Some(_) => {
                 self.skip(field, "not an array of strings");
+                Vec::new()
+            }
+        }
+    }
+
+    /// An array of finite numbers.
+    pub(crate) fn numbers(&mut self, field: &str) -> Vec<f64> {
+        match (self.get)(field) {
+            Some(Field::List(items)) => {
+                let read: Vec<f64> = items
+                    .iter()
+                    .filter_map(
+                        |i| if let Item::Num(n) = i { Some(*n).filter(|n| n.is_finite()) } else { None },
+                    )
+                    .collect();
+                if read.len() != items.len() {
+                    self.skip(field, "holds something other than finite numbers");
+                }
+                read
+            }
+            None | Some(Field::Null) => Vec::new(),
+            Some(_) => {
+                self.skip(field, "not an array of numbers");
                 Vec::new()
             }
         }
@@ -129,12 +163,12 @@ pub(crate) fn yjs_field<T: ReadTxn>(txn: &T, out: Out) -> Field {
     match out {
         Out::Any(any) => any_field(&any),
         Out::YText(text) => Field::Str(text.get_string(txn)),
-        Out::YArray(array) => Field::Strings(
+        Out::YArray(array) => Field::List(
             array
                 .iter(txn)
                 .map(|item| match item {
-                    Out::Any(Any::String(s)) => Some(s.to_string()),
-                    _ => None,
+                    Out::Any(any) => any_item(&any),
+                    _ => Item::Other,
                 })
                 .collect(),
         ),
@@ -176,12 +210,7 @@ fn any_field(any: &Any) -> Field {
         Any::Number(Number::Float(n)) => Field::Num(*n),
         Any::Bool(b) => Field::Bool(*b),
         Any::Null | Any::Undefined => Field::Null,
-        Any::Array(items) => Field::Strings(
-            items
-                .iter()
-                .map(|item| if let Any::String(s) = item { Some(s.to_string()) } else { None })
-                .collect(),
-        ),
+        Any::Array(items) => Field::List(items.iter().map(any_item).collect()),
         Any::Map(entries) => Field::Keys(
             entries
                 .iter()
@@ -204,6 +233,25 @@ fn any_field(any: &Any) -> Field {
     }
 }
 
+fn any_item(any: &Any) -> Item {
+    match any {
+        Any::String(s) => Item::Str(s.to_string()),
+        Any::Number(Number::Int(n)) => Item::Num(*n as f64),
+        Any::Number(Number::Float(n)) => Item::Num(*n),
+        _ => Item::Other,
+    }
+}
+
+fn scalar_item(scalar: &ScalarValue) -> Item {
+    match scalar {
+        ScalarValue::Str(s) => Item::Str(s.to_string()),
+        ScalarValue::Int(n) => Item::Num(*n as f64),
+        ScalarValue::Uint(n) => Item::Num(*n as f64),
+        ScalarValue::F64(n) => Item::Num(*n),
+        _ => Item::Other,
+    }
+}
+
 /// What key `key` of the Automerge object `obj` holds.
 pub(crate) fn automerge_field(doc: &Automerge, obj: &automerge::ObjId, key: &str) -> Option<Field> {
     let (value, id) = doc.get(obj, key).ok()??;
@@ -219,14 +267,11 @@ pub(crate) fn automerge_field(doc: &Automerge, obj: &automerge::ObjId, key: &str
             _ => Field::Other,
         },
         AmValue::Object(ObjType::Text) => doc.text(&id).map_or(Field::Other, Field::Str),
-        AmValue::Object(ObjType::List) => Field::Strings(
+        AmValue::Object(ObjType::List) => Field::List(
             (0..doc.length(&id))
                 .map(|index| match doc.get(&id, index) {
-                    Ok(Some((AmValue::Scalar(s), _))) => match s.as_ref() {
-                        ScalarValue::Str(s) => Some(s.to_string()),
-                        _ => None,
-                    },
-                    _ => None,
+                    Ok(Some((AmValue::Scalar(s), _))) => scalar_item(s.as_ref()),
+                    _ => Item::Other,
                 })
                 .collect(),
         ),
