@@ -4,6 +4,7 @@
 
 pub mod board;
 pub mod channel;
+pub mod document;
 mod read;
 pub mod whiteboard;
 

@@ -1,0 +1,314 @@
+//! The rich-text document layout, on both CRDTs, and its projection to blocks of styled text,
+//! plain text and Markdown.
+//!
+//! **Yjs**, in the order the projection looks for them: a `Y.XmlFragment` named `default` (what
+//! Tiptap's Collaboration extension writes), one named `prosemirror` (y-prosemirror's default),
+//! or a `Y.Text` named `content` (plain text; a line is a paragraph). In the fragments the
+//! ProseMirror schema the common editors share: `paragraph`, `heading` (attribute `level`),
+//! `bulletList`/`orderedList` of `listItem`, `blockquote`, `codeBlock`, `horizontalRule`, with
+//! `hardBreak` inside text, and the marks `bold`, `italic`, `code`, `strike` and `link` (`href`)
+//! as text attributes. **Automerge**: the root object's `content`, a text (or string) — a line is
+//! a paragraph. An element the projection does not know is read for its text and reported.
+
+use automerge::{Automerge, ObjType, ReadDoc, Value as AmValue};
+use serde::Serialize;
+use yrs::types::text::YChange;
+use yrs::{Any, GetString, Out, ReadTxn, Text, Xml, XmlFragment, XmlOut};
+
+use super::Skipped;
+
+/// What a block is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "level")]
+pub enum BlockKind {
+    /// A paragraph.
+    Paragraph,
+    /// A heading of level 1 to 6.
+    Heading(u8),
+    /// An item of a bulleted list.
+    Bullet,
+    /// An item of a numbered list.
+    Numbered,
+    /// A quoted paragraph.
+    Quote,
+    /// Preformatted code.
+    Code,
+    /// A horizontal rule.
+    Rule,
+}
+
+/// A run of text with one style.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Span {
+    /// The text.
+    pub text: String,
+    /// Bold.
+    pub bold: bool,
+    /// Italic.
+    pub italic: bool,
+    /// Inline code.
+    pub code: bool,
+    /// Struck through.
+    pub strike: bool,
+    /// A link's target.
+    pub link: Option<String>,
+}
+
+/// A block of the document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    /// What it is.
+    pub kind: BlockKind,
+    /// Its text, styled.
+    pub spans: Vec<Span>,
+}
+
+impl Block {
+    /// The block's text without styles.
+    pub fn text(&self) -> String {
+        self.spans.iter().map(|s| s.text.as_str()).collect()
+    }
+}
+
+/// The document: its blocks in order, and what could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Document {
+    /// Blocks, in document order.
+    pub blocks: Vec<Block>,
+    /// What the projection read only in part, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Document {
+    /// Plain text: one line per block.
+    pub fn to_text(&self) -> String {
+        self.blocks.iter().map(Block::text).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Markdown (CommonMark): blocks separated by blank lines, list items by line breaks.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let mut number = 0;
+        for (index, block) in self.blocks.iter().enumerate() {
+            let listed = matches!(block.kind, BlockKind::Bullet | BlockKind::Numbered);
+            if index > 0 {
+                let previous = self.blocks[index - 1].kind;
+                let same_list = listed && previous == block.kind;
+                out.push_str(if same_list { "\n" } else { "\n\n" });
+            }
+            number = if block.kind == BlockKind::Numbered
+                && index > 0
+                && self.blocks[index - 1].kind == BlockKind::Numbered
+            {
+                number + 1
+            } else {
+                1
+            };
+            let inline: String = block.spans.iter().map(markdown_span).collect();
+            match block.kind {
+                BlockKind::Paragraph => out.push_str(&inline),
+                BlockKind::Heading(level) => {
+                    out.push_str(&"#".repeat(usize::from(level.clamp(1, 6))));
+                    out.push(' ');
+                    out.push_str(&inline);
+                }
+                BlockKind::Bullet => {
+                    out.push_str("- ");
+                    out.push_str(&inline);
+                }
+                BlockKind::Numbered => {
+                    out.push_str(&format!("{number}. "));
+                    out.push_str(&inline);
+                }
+                BlockKind::Quote => {
+                    out.push_str("> ");
+                    out.push_str(&inline.replace('\n', "\n> "));
+                }
+                BlockKind::Code => {
+                    let text = block.text();
+                    let fence = if text.contains("```") { "~~~" } else { "```" };
+                    out.push_str(&format!("{fence}\n{text}\n{fence}"));
+                }
+                BlockKind::Rule => out.push_str("---"),
+            }
+        }
+        out
+    }
+}
+
+/// `s` with the characters Markdown would read as syntax escaped.
+fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '~' | '|') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn markdown_span(span: &Span) -> String {
+    if span.text.is_empty() {
+        return String::new();
+    }
+    let mut text =
+        if span.code { format!("`{}`", span.text.replace('`', "'")) } else { escape_markdown(&span.text) };
+    if span.strike {
+        text = format!("~~{text}~~");
+    }
+    if span.italic {
+        text = format!("*{text}*");
+    }
+    if span.bold {
+        text = format!("**{text}**");
+    }
+    if let Some(href) = &span.link {
+        text = format!("[{text}](<{}>)", href.replace(['<', '>', '\n'], ""));
+    }
+    text
+}
+
+/// The document of a Yjs document (see the module documentation for where it looks).
+pub fn from_yjs<T: ReadTxn>(txn: &T) -> Document {
+    let mut doc = Document::default();
+    for name in ["default", "prosemirror"] {
+        if let Some(fragment) = txn.get_xml_fragment(name)
+            && fragment.len(txn) > 0
+        {
+            for child in fragment.children(txn) {
+                block(txn, child, None, &mut doc);
+            }
+            return doc;
+        }
+    }
+    if let Some(text) = txn.get_text("content") {
+        doc.blocks = lines(&text.get_string(txn));
+    }
+    doc
+}
+
+/// The document of an Automerge document: the root's `content`.
+pub fn from_automerge(doc: &Automerge) -> Document {
+    let text = match doc.get(&automerge::ROOT, "content") {
+        Ok(Some((AmValue::Object(ObjType::Text), id))) => doc.text(&id).unwrap_or_default(),
+        Ok(Some((AmValue::Scalar(s), _))) => s.as_str().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    Document { blocks: lines(&text), skipped: Vec::new() }
+}
+
+fn lines(text: &str) -> Vec<Block> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.split('\n')
+        .map(|line| Block {
+            kind: BlockKind::Paragraph,
+            spans: vec![Span { text: line.to_owned(), ..Span::default() }],
+        })
+        .collect()
+}
+
+/// Reads `node` into `doc`'s blocks; `list` is the kind of the list it is in, if any.
+fn block<T: ReadTxn>(txn: &T, node: XmlOut, list: Option<BlockKind>, doc: &mut Document) {
+    let element = match node {
+        XmlOut::Element(element) => element,
+        XmlOut::Text(text) => {
+            // Text directly in the fragment: a paragraph of its own.
+            let spans = inline(txn, &text);
+            doc.blocks.push(Block { kind: list.unwrap_or(BlockKind::Paragraph), spans });
+            return;
+        }
+        XmlOut::Fragment(fragment) => {
+            for child in fragment.children(txn) {
+                block(txn, child, list, doc);
+            }
+            return;
+        }
+    };
+    let tag = element.tag().to_string();
+    let kind = match tag.as_str() {
+        "paragraph" => list.unwrap_or(BlockKind::Paragraph),
+        "heading" => {
+            let level = match element.get_attribute(txn, "level") {
+                Some(Out::Any(Any::Number(n))) => n.as_f64().unwrap_or(1.0),
+                Some(Out::Any(Any::String(s))) => s.parse().unwrap_or(1.0),
+                _ => 1.0,
+            };
+            BlockKind::Heading(level.clamp(1.0, 6.0) as u8)
+        }
+        "bulletList" | "bullet_list" | "orderedList" | "ordered_list" | "listItem" | "list_item"
+        | "taskList" | "taskItem" => {
+            let inner = match tag.as_str() {
+                "bulletList" | "bullet_list" | "taskList" => Some(BlockKind::Bullet),
+                "orderedList" | "ordered_list" => Some(BlockKind::Numbered),
+                _ => list.or(Some(BlockKind::Bullet)),
+            };
+            for child in element.children(txn) {
+                block(txn, child, inner, doc);
+            }
+            return;
+        }
+        "blockquote" => {
+            for child in element.children(txn) {
+                block(txn, child, Some(BlockKind::Quote), doc);
+            }
+            return;
+        }
+        "codeBlock" | "code_block" => BlockKind::Code,
+        "horizontalRule" | "horizontal_rule" => {
+            doc.blocks.push(Block { kind: BlockKind::Rule, spans: Vec::new() });
+            return;
+        }
+        other => {
+            doc.skipped.push(Skipped {
+                path: format!("blocks/{}", doc.blocks.len()),
+                reason: format!("unknown element {other:?}, read as a paragraph"),
+            });
+            list.unwrap_or(BlockKind::Paragraph)
+        }
+    };
+    let mut spans = Vec::new();
+    for child in element.children(txn) {
+        match child {
+            XmlOut::Text(text) => spans.extend(inline(txn, &text)),
+            XmlOut::Element(inner) if matches!(inner.tag().as_ref(), "hardBreak" | "hard_break") => {
+                spans.push(Span { text: "\n".into(), ..Span::default() });
+            }
+            XmlOut::Element(inner) => {
+                // An inline node the projection does not know (a mention, an image): its text.
+                spans.push(Span { text: inner.get_string(txn), ..Span::default() });
+            }
+            XmlOut::Fragment(_) => {}
+        }
+    }
+    doc.blocks.push(Block { kind, spans });
+}
+
+fn inline<T: ReadTxn>(txn: &T, text: &yrs::XmlTextRef) -> Vec<Span> {
+    text.diff(txn, YChange::identity)
+        .into_iter()
+        .filter_map(|chunk| {
+            let Out::Any(Any::String(s)) = chunk.insert else { return None };
+            let attrs = chunk.attributes.unwrap_or_default();
+            let on = |name: &str| attrs.get(name).is_some_and(|v| !matches!(v, Any::Null | Any::Bool(false)));
+            let link = match attrs.get("link") {
+                Some(Any::Map(map)) => match map.get("href") {
+                    Some(Any::String(href)) => Some(href.to_string()),
+                    _ => None,
+                },
+                Some(Any::String(href)) => Some(href.to_string()),
+                _ => None,
+            };
+            Some(Span {
+                text: s.to_string(),
+                bold: on("bold") || on("strong"),
+                italic: on("italic") || on("em"),
+                code: on("code"),
+                strike: on("strike"),
+                link,
+            })
+        })
+        .collect()
+}
