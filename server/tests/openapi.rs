@@ -60,6 +60,12 @@ async fn the_server_serves_it_with_every_route() {
         ("get", "/api/docs/{doc_id}"),
         ("patch", "/api/docs/{doc_id}"),
         ("delete", "/api/docs/{doc_id}"),
+        ("get", "/api/docs/{doc_id}/content"),
+        ("get", "/api/docs/{doc_id}/tasks"),
+        ("get", "/api/docs/{doc_id}/messages"),
+        ("get", "/api/docs/{doc_id}/messages/{message_id}/thread"),
+        ("get", "/api/docs/{doc_id}/shapes"),
+        ("get", "/api/docs/{doc_id}/export.svg"),
     ];
     let paths = served["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

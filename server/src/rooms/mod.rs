@@ -19,13 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_sync_core::relay::Access;
 use weft_sync_core::yjs::RelayLimits;
-use weft_sync_core::{CloseCode, DocId, PeerId};
+use weft_sync_core::{CloseCode, DocId, DocKind, PeerId};
 
 use crate::metrics::Metrics;
 use crate::storage::{Crdt, Storage, StorageError};
 pub use peer::{Closer, Dialect, PeerLink, Undeliverable, link};
 pub use replica::Inbound;
 use room::{RoomCommand, RoomHandle};
+use weft_sync_core::domain::Projection;
 
 /// Tuning for live documents.
 #[derive(Debug, Clone)]
@@ -210,6 +211,36 @@ impl Rooms {
                 Ok(Err(err)) => return Err(err),
             }
         }
+    }
+
+    /// `doc`'s content through `kind`'s projection, loading the document if it is not live, once
+    /// everything its room holds is durable.
+    ///
+    /// # Errors
+    /// [`JoinError`] when the document cannot be served (another CRDT, storage, shutdown), or
+    /// [`JoinError::Unavailable`] when the CRDT library failed reading it.
+    pub async fn project(&self, doc: &DocId, crdt: Crdt, kind: DocKind) -> Result<Projection, JoinError> {
+        // A room that stops between being found and answering is replaced; a few times at most.
+        for _ in 0..8 {
+            if self.inner.shutdown.is_cancelled() {
+                return Err(JoinError::ShuttingDown);
+            }
+            let handle = self.room_for(doc, crdt);
+            let (reply, projected) = oneshot::channel();
+            if handle.tx.send(RoomCommand::Project { kind, reply }).await.is_err() {
+                self.inner.forget(doc, handle.generation);
+                continue;
+            }
+            match projected.await {
+                Ok(result) => return result,
+                // The room stopped before answering (it was unloading or failed): ask a new one.
+                Err(_) => {
+                    self.inner.forget(doc, handle.generation);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        Err(JoinError::Unavailable("the document's room kept stopping".into()))
     }
 
     /// Number of loaded rooms.

@@ -3,9 +3,10 @@
 //! rebuild) is matched here; everything else the room drives through
 //! [`DocumentRelay`], the same for both.
 
+use weft_sync_core::domain::Projection;
 use weft_sync_core::relay::{Access, DocumentRelay, Health, Quarantined};
 use weft_sync_core::yjs::{self, RelayLimits};
-use weft_sync_core::{PeerId, automerge};
+use weft_sync_core::{CrdtFailure, DocKind, PeerId, automerge};
 
 use super::peer::{Dialect, PeerLink};
 use crate::storage::{Crdt, StoredDoc};
@@ -48,6 +49,17 @@ impl Replica {
                 let loaded = automerge::Relay::load(limits, snapshot, log);
                 (Self::Automerge(loaded.relay), loaded.quarantined)
             }
+        }
+    }
+
+    /// The replica's content read as a `kind` document.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when the CRDT library fails while reading (contained).
+    pub fn project(&self, kind: DocKind) -> Result<Projection, CrdtFailure> {
+        match self {
+            Self::Yjs(relay) => relay.read(|doc| Projection::of_yjs(doc, kind)),
+            Self::Automerge(relay) => relay.read(|doc| Projection::of_automerge(doc, kind)),
         }
     }
 

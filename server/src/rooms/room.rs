@@ -25,13 +25,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weft_sync_core::relay::{Event, Health, Snapshot, StoredItem};
-use weft_sync_core::{CloseCode, CrdtFailure, DocId, PeerId};
+use weft_sync_core::{CloseCode, CrdtFailure, DocId, DocKind, PeerId};
 
 use super::replica::{Inbound, Replica};
 use super::{Identity, JoinError, PeerLink, Shared, Undeliverable};
 use crate::clock::now_ms;
 use crate::metrics::ItemKind;
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
+use weft_sync_core::domain::Projection;
 
 /// Inbox commands handled before the room dispatches events, so that appends from one burst of
 /// messages travel to storage as one request.
@@ -62,6 +63,11 @@ pub(super) enum RoomCommand {
     },
     Leave {
         peer: PeerId,
+    },
+    /// Read the document through its kind's projection, once everything it holds is durable.
+    Project {
+        kind: DocKind,
+        reply: oneshot::Sender<Result<Projection, JoinError>>,
     },
 }
 
@@ -101,6 +107,7 @@ async fn run(
         compaction: None,
         compacted_upto: 0,
         untaken: Vec::new(),
+        reads: Vec::new(),
     };
     room.run(rx).await;
 }
@@ -140,8 +147,14 @@ async fn load(doc: &DocId, crdt: Crdt, shared: &Shared) -> Result<(DocKey, Repli
 async fn refuse_remaining(rx: &mut mpsc::Receiver<RoomCommand>, err: JoinError) {
     rx.close();
     while let Some(command) = rx.recv().await {
-        if let RoomCommand::Join { reply, .. } = command {
-            let _ = reply.send(Err(err.clone()));
+        match command {
+            RoomCommand::Join { reply, .. } => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            RoomCommand::Project { reply, .. } => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            RoomCommand::Input { .. } | RoomCommand::Leave { .. } => {}
         }
     }
 }
@@ -164,6 +177,9 @@ struct Room {
     /// Input the relay did not take because it stopped serving part-way through it (a rebuild
     /// began); handed to the rebuilt relay.
     untaken: Vec<(PeerId, Inbound)>,
+    /// Projections asked for, answered once no append is outstanding (so that a reader sees only
+    /// what is durable).
+    reads: Vec<(DocKind, oneshot::Sender<Result<Projection, JoinError>>)>,
 }
 
 /// Why a compaction did not replace the log.
@@ -234,6 +250,7 @@ impl Room {
                 break Exit::Poisoned;
             }
             self.maybe_compact();
+            self.answer_reads();
             if !self.peers.is_empty() {
                 idle_since = Instant::now();
             }
@@ -268,6 +285,19 @@ impl Room {
                 self.remove_peer(peer);
                 self.replica.relay_mut().handle_leave(peer);
             }
+            RoomCommand::Project { kind, reply } => self.reads.push((kind, reply)),
+        }
+    }
+
+    /// Answers the projections asked for, when nothing appended is still on its way to disk.
+    fn answer_reads(&mut self) {
+        if !self.commits.is_empty() || self.reads.is_empty() {
+            return;
+        }
+        for (kind, reply) in std::mem::take(&mut self.reads) {
+            let projected =
+                self.replica.project(kind).map_err(|failure| JoinError::Unavailable(failure.to_string()));
+            let _ = reply.send(projected);
         }
     }
 

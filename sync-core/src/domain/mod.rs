@@ -10,6 +10,44 @@ pub mod whiteboard;
 
 use serde::Serialize;
 
+use crate::DocKind;
+
+/// A document's content read through its kind's projection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projection {
+    /// Rich text.
+    Document(document::Document),
+    /// A chat channel.
+    Channel(channel::Channel),
+    /// A task board.
+    Board(board::Board),
+    /// A whiteboard.
+    Whiteboard(whiteboard::Whiteboard),
+}
+
+impl Projection {
+    /// A Yjs document read as a `kind` document.
+    pub fn of_yjs(doc: &yrs::Doc, kind: DocKind) -> Self {
+        let txn = yrs::Transact::transact(doc);
+        match kind {
+            DocKind::Document => Self::Document(document::from_yjs(&txn)),
+            DocKind::Channel => Self::Channel(channel::from_yjs(&txn)),
+            DocKind::Board => Self::Board(board::from_yjs(&txn)),
+            DocKind::Whiteboard => Self::Whiteboard(whiteboard::from_yjs(&txn)),
+        }
+    }
+
+    /// An Automerge document read as a `kind` document.
+    pub fn of_automerge(doc: &automerge::Automerge, kind: DocKind) -> Self {
+        match kind {
+            DocKind::Document => Self::Document(document::from_automerge(doc)),
+            DocKind::Channel => Self::Channel(channel::from_automerge(doc)),
+            DocKind::Board => Self::Board(board::from_automerge(doc)),
+            DocKind::Whiteboard => Self::Whiteboard(whiteboard::from_automerge(doc)),
+        }
+    }
+}
+
 /// Something a projection could not read and left out (or read with a default), and why. A
 /// client that writes a malformed layout costs only what it broke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

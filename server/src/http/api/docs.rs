@@ -130,7 +130,7 @@ fn new_id() -> Result<String, ApiError> {
 }
 
 /// Document `id` and the caller's role, once they may take every one of `actions` on it.
-async fn document(
+pub(super) async fn document(
     state: &AppState,
     id: &str,
     caller: &Caller,

@@ -3,6 +3,7 @@
 //! error) and [`Caller`] (the person an access token names).
 
 mod accounts;
+mod content;
 mod docs;
 pub mod limits;
 mod workspaces;
@@ -49,6 +50,7 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(accounts::routes())
         .merge(workspaces::routes())
         .merge(docs::routes())
+        .merge(content::routes())
         .split_for_parts()
 }
 
@@ -62,7 +64,8 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     tags(
         (name = "accounts", description = "Sign-up, log-in, sessions and the caller's profile"),
         (name = "workspaces", description = "Workspaces, members, invites and the audit log"),
-        (name = "documents", description = "The documents, channels, boards and whiteboards of a workspace")
+        (name = "documents", description = "The documents, channels, boards and whiteboards of a workspace"),
+        (name = "content", description = "A document's content, read through its kind's projection")
     )
 )]
 struct ApiDoc;
