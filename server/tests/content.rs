@@ -72,6 +72,8 @@ async fn rest_reads_every_kind_through_its_projection() {
         text(&api, &format!("/api/docs/{doc}/content?format=markdown"), &val.token).await.1,
         "# Plan\n\nShip it"
     );
+    let (status, comments) = api.get(&format!("/api/docs/{doc}/comments"), Some(&val.token)).await;
+    assert_eq!((status, comments["comments"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
     let (status, json) = api.get(&format!("/api/docs/{doc}/content"), Some(&val.token)).await;
     assert_eq!(
         (status, json["blocks"][0]["kind"]["type"].as_str()),

@@ -61,6 +61,7 @@ async fn the_server_serves_it_with_every_route() {
         ("patch", "/api/docs/{doc_id}"),
         ("delete", "/api/docs/{doc_id}"),
         ("get", "/api/docs/{doc_id}/content"),
+        ("get", "/api/docs/{doc_id}/comments"),
         ("get", "/api/docs/{doc_id}/tasks"),
         ("get", "/api/docs/{doc_id}/messages"),
         ("get", "/api/docs/{doc_id}/messages/{message_id}/thread"),

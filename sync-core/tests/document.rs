@@ -146,3 +146,75 @@ proptest! {
         prop_assert_eq!(da, db);
     }
 }
+
+#[test]
+fn comments_stay_anchored_to_their_text_through_concurrent_edits() {
+    use automerge::ReadDoc;
+    use yrs::updates::encoder::Encode;
+    use yrs::{Assoc, IndexedSequence, Map, MapPrelim};
+    // Yjs: a comment on "brave new", anchored by relative positions as `Y.encodeRelativePosition`
+    // bytes; another replica types inside and before the anchored text meanwhile.
+    let a = Doc::with_client_id(1);
+    let text = a.get_or_insert_text("content");
+    text.push(&mut a.transact_mut(), "Hello brave new world");
+    let b = Doc::with_client_id(2);
+    let start = a.transact().encode_state_as_update_v1(&StateVector::default());
+    b.transact_mut().apply_update(Update::decode_v1(&start).unwrap()).unwrap();
+    {
+        let comments = a.get_or_insert_map("comments");
+        let mut txn = a.transact_mut();
+        let bytes = |index: u32, assoc| -> Any {
+            let sticky = text.sticky_index(&txn, index, assoc).unwrap();
+            Any::Array(sticky.encode_v1().into_iter().map(|b| Any::from(f64::from(b))).collect())
+        };
+        let (from, to) = (bytes(6, Assoc::After), bytes(15, Assoc::Before));
+        let c = comments.insert(&mut txn, "c1", MapPrelim::default());
+        c.insert(&mut txn, "author", "u-ada");
+        c.insert(&mut txn, "body", "Too dramatic? <@u-bob>");
+        c.insert(&mut txn, "at", 10);
+        c.insert(&mut txn, "anchorStart", from);
+        c.insert(&mut txn, "anchorEnd", to);
+        let r = comments.insert(&mut txn, "c2", MapPrelim::default());
+        r.insert(&mut txn, "author", "u-bob");
+        r.insert(&mut txn, "body", "Keep it");
+        r.insert(&mut txn, "at", 20);
+        r.insert(&mut txn, "parent", "c1");
+        c.insert(&mut txn, "resolved", true);
+    }
+    {
+        let other = b.get_or_insert_text("content");
+        let mut txn = b.transact_mut();
+        other.insert(&mut txn, 0, "Oh! ");
+        other.insert(&mut txn, 16, "very ");
+    }
+    let to_b = a.transact().encode_state_as_update_v1(&b.transact().state_vector());
+    let to_a = b.transact().encode_state_as_update_v1(&a.transact().state_vector());
+    b.transact_mut().apply_update(Update::decode_v1(&to_b).unwrap()).unwrap();
+    a.transact_mut().apply_update(Update::decode_v1(&to_a).unwrap()).unwrap();
+    let (da, db) = (document::from_yjs(&a.transact()), document::from_yjs(&b.transact()));
+    assert_eq!(da, db);
+    assert_eq!(da.to_text(), "Oh! Hello brave very new world");
+    let c1 = &da.comments[0];
+    assert_eq!(
+        (c1.quote.as_deref(), c1.resolved, c1.mentions.as_slice()),
+        (Some("brave very new"), true, &["u-bob".to_owned()][..])
+    );
+    assert_eq!((da.comments[1].parent.as_deref(), da.comments[1].quote.as_deref()), (Some("c1"), None));
+
+    // Automerge: the same with cursors (`A.getCursor`).
+    let mut x = AutoCommit::new();
+    let content = x.put_object(ROOT, "content", ObjType::Text).unwrap();
+    x.splice_text(&content, 0, 0, "Hello brave new world").unwrap();
+    let (from, to) = (x.get_cursor(&content, 6, None).unwrap(), x.get_cursor(&content, 15, None).unwrap());
+    let comments = x.put_object(ROOT, "comments", ObjType::Map).unwrap();
+    let c = x.put_object(&comments, "c1", ObjType::Map).unwrap();
+    x.put(&c, "body", "Too dramatic?").unwrap();
+    x.put(&c, "anchorStart", from.to_string()).unwrap();
+    x.put(&c, "anchorEnd", to.to_string()).unwrap();
+    let mut y = x.fork();
+    y.splice_text(&content, 0, 0, "Oh! ").unwrap();
+    x.merge(&mut y).unwrap();
+    assert_eq!(x.text(&content).unwrap(), "Oh! Hello brave new world");
+    let d = document::from_automerge(x.document());
+    assert_eq!(d.comments[0].quote.as_deref(), Some("brave new"));
+}

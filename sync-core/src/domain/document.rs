@@ -9,13 +9,20 @@
 //! `hardBreak` inside text, and the marks `bold`, `italic`, `code`, `strike` and `link` (`href`)
 //! as text attributes. **Automerge**: the root object's `content`, a text (or string) — a line is
 //! a paragraph. An element the projection does not know is read for its text and reported.
+//!
+//! Comments (both CRDTs): the root map `comments`, from comment id to `author`, `body`, `at`,
+//! `parent`, `resolved` and the anchors `anchorStart` / `anchorEnd` — Yjs relative positions
+//! (`Y.encodeRelativePosition` bytes, as an array of numbers) or Automerge cursors — read back as
+//! the text they span now ([`Comment::quote`]).
 
 use automerge::{Automerge, ObjType, ReadDoc, Value as AmValue};
 use serde::Serialize;
 use yrs::types::text::YChange;
-use yrs::{Any, GetString, Out, ReadTxn, Text, Xml, XmlFragment, XmlOut};
+use yrs::updates::decoder::Decode;
+use yrs::{Any, GetString, Map, Out, ReadTxn, Text, Xml, XmlFragment, XmlOut};
 
 use super::Skipped;
+use super::read::{Field, Fields, automerge_field, yjs_field};
 
 /// What a block is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,11 +77,35 @@ impl Block {
     }
 }
 
-/// The document: its blocks in order, and what could not be read.
+/// A comment on a document, or a reply to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    /// Stable id (its key in `comments`).
+    pub id: String,
+    /// Who wrote it.
+    pub author: Option<String>,
+    /// Its text.
+    pub body: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at: i64,
+    /// The comment this one replies to.
+    pub parent: Option<String>,
+    /// Resolved (a thread's first comment carries it; reopening sets it back).
+    pub resolved: bool,
+    /// The text the comment is anchored to, as it reads now (its anchors follow concurrent
+    /// edits); `None` when it has no anchor or the anchored text is gone.
+    pub quote: Option<String>,
+    /// User ids mentioned in the body.
+    pub mentions: Vec<String>,
+}
+
+/// The document: its blocks in order, its comments (oldest first), and what could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Document {
     /// Blocks, in document order.
     pub blocks: Vec<Block>,
+    /// Comments and replies, oldest first (by `at`, then id).
+    pub comments: Vec<Comment>,
     /// What the projection read only in part, and why.
     pub skipped: Vec<Skipped>,
 }
@@ -172,6 +203,7 @@ fn markdown_span(span: &Span) -> String {
 /// The document of a Yjs document (see the module documentation for where it looks).
 pub fn from_yjs<T: ReadTxn>(txn: &T) -> Document {
     let mut doc = Document::default();
+    let mut found = false;
     for name in ["default", "prosemirror"] {
         if let Some(fragment) = txn.get_xml_fragment(name)
             && fragment.len(txn) > 0
@@ -179,23 +211,114 @@ pub fn from_yjs<T: ReadTxn>(txn: &T) -> Document {
             for child in fragment.children(txn) {
                 block(txn, child, None, &mut doc);
             }
-            return doc;
+            found = true;
+            break;
         }
     }
-    if let Some(text) = txn.get_text("content") {
+    if !found && let Some(text) = txn.get_text("content") {
         doc.blocks = lines(&text.get_string(txn));
     }
+    if let Some(map) = txn.get_map("comments") {
+        for (id, value) in map.iter(txn) {
+            let Out::YMap(fields) = value else {
+                doc.skipped.push(Skipped { path: format!("comments/{id}"), reason: "not a map".into() });
+                continue;
+            };
+            let get = |key: &str| fields.get(txn, key).map(|out| yjs_field(txn, out));
+            let mut reader = Fields::new("comments", id, get, &mut doc.skipped);
+            let (start, end) = (reader.numbers("anchorStart"), reader.numbers("anchorEnd"));
+            let quote = yjs_quote(txn, &start, &end);
+            let comment = comment(reader, quote);
+            doc.comments.push(comment);
+        }
+    }
+    sort_comments(&mut doc);
     doc
+}
+
+/// The text between two encoded Yjs relative positions (`Y.encodeRelativePosition`, as byte
+/// arrays), when both resolve into the same text.
+fn yjs_quote<T: ReadTxn>(txn: &T, start: &[f64], end: &[f64]) -> Option<String> {
+    let decode = |bytes: &[f64]| {
+        let raw: Option<Vec<u8>> = bytes
+            .iter()
+            .map(|b| (b.fract() == 0.0 && (0.0..=255.0).contains(b)).then_some(*b as u8))
+            .collect();
+        let raw = raw.filter(|r| !r.is_empty())?;
+        let index = yrs::StickyIndex::decode_v1(&raw).ok()?;
+        index.get_offset(txn)
+    };
+    let (start, end) = (decode(start)?, decode(end)?);
+    if start.branch != end.branch || end.index < start.index {
+        return None;
+    }
+    let text = match start.branch.type_ref() {
+        yrs::types::TypeRef::XmlText => yrs::XmlTextRef::from(start.branch).get_string(txn),
+        _ => yrs::TextRef::from(start.branch).get_string(txn),
+    };
+    text.get(start.index as usize..end.index as usize).map(str::to_owned).filter(|q| !q.is_empty())
+}
+
+fn comment<G: Fn(&str) -> Option<Field>>(mut f: Fields<'_, G>, quote: Option<String>) -> Comment {
+    let body = f.string("body").unwrap_or_default();
+    Comment {
+        id: f.id().to_owned(),
+        author: f.string("author"),
+        mentions: super::mentions(&body),
+        body,
+        at: f.number("at", true).map_or(0, |n| n as i64),
+        parent: f.string("parent"),
+        resolved: f.flag("resolved"),
+        quote,
+    }
+}
+
+fn sort_comments(doc: &mut Document) {
+    doc.comments.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    let ids: std::collections::HashSet<String> = doc.comments.iter().map(|c| c.id.clone()).collect();
+    for c in &mut doc.comments {
+        if c.parent.as_ref().is_some_and(|p| !ids.contains(p) || *p == c.id) {
+            doc.skipped.push(Skipped {
+                path: format!("comments/{}/parent", c.id),
+                reason: "names no comment".into(),
+            });
+            c.parent = None;
+        }
+    }
 }
 
 /// The document of an Automerge document: the root's `content`.
 pub fn from_automerge(doc: &Automerge) -> Document {
-    let text = match doc.get(&automerge::ROOT, "content") {
-        Ok(Some((AmValue::Object(ObjType::Text), id))) => doc.text(&id).unwrap_or_default(),
-        Ok(Some((AmValue::Scalar(s), _))) => s.as_str().unwrap_or_default().to_owned(),
-        _ => String::new(),
+    let (text, content) = match doc.get(&automerge::ROOT, "content") {
+        Ok(Some((AmValue::Object(ObjType::Text), id))) => (doc.text(&id).unwrap_or_default(), Some(id)),
+        Ok(Some((AmValue::Scalar(s), _))) => (s.as_str().unwrap_or_default().to_owned(), None),
+        _ => (String::new(), None),
     };
-    Document { blocks: lines(&text), skipped: Vec::new() }
+    let mut out = Document { blocks: lines(&text), ..Document::default() };
+    if let Ok(Some((AmValue::Object(ObjType::Map), map))) = doc.get(&automerge::ROOT, "comments") {
+        for id in doc.keys(&map) {
+            let Ok(Some((AmValue::Object(ObjType::Map), fields))) = doc.get(&map, id.as_str()) else {
+                out.skipped.push(Skipped { path: format!("comments/{id}"), reason: "not a map".into() });
+                continue;
+            };
+            let get = |key: &str| automerge_field(doc, &fields, key);
+            let mut reader = Fields::new("comments", &id, get, &mut out.skipped);
+            let (start, end) = (reader.string("anchorStart"), reader.string("anchorEnd"));
+            let quote = content.as_ref().and_then(|content| {
+                let position = |cursor: &str| {
+                    let cursor = automerge::Cursor::try_from(cursor).ok()?;
+                    doc.get_cursor_position(content, &cursor, None).ok()
+                };
+                let (start, end) = (position(start.as_deref()?)?, position(end.as_deref()?)?);
+                let quote: String = text.chars().skip(start).take(end.saturating_sub(start)).collect();
+                (!quote.is_empty()).then_some(quote)
+            });
+            let c = comment(reader, quote);
+            out.comments.push(c);
+        }
+    }
+    sort_comments(&mut out);
+    out
 }
 
 fn lines(text: &str) -> Vec<Block> {

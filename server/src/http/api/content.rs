@@ -29,6 +29,7 @@ const MAX_MESSAGES: usize = 100;
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(content))
+        .routes(routes!(comments))
         .routes(routes!(tasks))
         .routes(routes!(messages))
         .routes(routes!(thread))
@@ -105,6 +106,35 @@ async fn content(
         "markdown" => ([(CONTENT_TYPE, "text/markdown; charset=utf-8")], doc.to_markdown()).into_response(),
         _ => Json(ContentBlocks { blocks: doc.blocks, skipped: doc.skipped }).into_response(),
     })
+}
+
+/// A document's comments.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Comments {
+    /// Comments and replies, oldest first: `{ id, author, body, at, parent, resolved, quote,
+    /// mentions }`; `quote` is the anchored text as it reads now.
+    #[schema(value_type = Vec<Object>)]
+    comments: Vec<weft_sync_core::domain::document::Comment>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/docs/{doc_id}/comments",
+    tag = "content",
+    operation_id = "content_comments",
+    params(("doc_id" = String, Path, description = "Document id")),
+    responses((status = 200, description = "Done", body = Comments), (status = "4XX", description = "Refused: the JSON error body", body = crate::http::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn comments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Comments>, ApiError> {
+    let Projection::Document(doc) = project(&state, &id, &caller, DocKind::Document).await? else {
+        return Err(ApiError::Internal(anyhow::anyhow!("a document projection of another kind")));
+    };
+    Ok(Json(Comments { comments: doc.comments }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
