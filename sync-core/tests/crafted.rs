@@ -50,6 +50,13 @@ impl Editor {
     }
 }
 
+/// Bytes written as hex (the updates fuzzing found, as the regressions print them).
+fn hex(s: &str) -> Bytes {
+    Bytes::from(
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect::<Vec<u8>>(),
+    )
+}
+
 /// Feeds `frame` from `peer`, reports every append durable, and returns the events.
 fn send(relay: &mut Relay, peer: PeerId, frame: &[u8]) -> Vec<Event> {
     for message in decode_frame(&Bytes::copy_from_slice(frame)).unwrap() {
@@ -218,14 +225,6 @@ fn loading_quarantines_what_old_builds_stored_and_serves_the_rest() {
 
 #[test]
 fn a_forged_update_that_contradicts_known_clocks_is_refused_but_an_honest_resend_is_not() {
-    let hex = |s: &str| -> Bytes {
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<u8>>(),
-        )
-    };
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);
     join_synced(&mut relay, B);
@@ -262,14 +261,6 @@ fn a_forged_update_that_contradicts_known_clocks_is_refused_but_an_honest_resend
 
 #[test]
 fn peers_are_sent_what_the_replica_gained_never_a_second_version_of_known_clocks() {
-    let hex = |s: &str| -> Bytes {
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<u8>>(),
-        )
-    };
     // Found by fuzzing (fuzz/regressions/yjs_relay/second-version-of-known-clocks-forwarded): a forged update claims client
     // 1's next clocks as garbage-collected; the real client 1 then sends items for them. The relay
     // keeps the first version; forwarding the second made a peer hold both, and its yrs crashed.
@@ -336,14 +327,6 @@ fn a_deferred_update_then_other_content_for_its_clock_leaves_the_relay_nothing_p
 
 #[test]
 fn an_item_between_collected_content_and_a_live_key_is_refused_and_the_next_honest_edit_reloads() {
-    let hex = |s: &str| -> Bytes {
-        Bytes::from(
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<u8>>(),
-        )
-    };
     let mut relay = Relay::new(RelayLimits::default());
     join_synced(&mut relay, A);
     join_synced(&mut relay, B);

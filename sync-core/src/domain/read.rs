@@ -183,13 +183,7 @@ pub(crate) fn yjs_field<T: ReadTxn>(txn: &T, out: Out) -> Field {
                                 .map(|(k, _)| k.to_owned())
                                 .collect(),
                         ),
-                        Out::Any(Any::Map(inner)) => Some(
-                            inner
-                                .iter()
-                                .filter(|(_, v)| matches!(v, Any::Bool(true)))
-                                .map(|(k, _)| k.clone())
-                                .collect(),
-                        ),
+                        Out::Any(Any::Map(inner)) => Some(true_keys(&inner)),
                         _ => None,
                     };
                     (key.to_owned(), members)
@@ -201,6 +195,11 @@ pub(crate) fn yjs_field<T: ReadTxn>(txn: &T, out: Out) -> Field {
             _ => Field::Other,
         },
     }
+}
+
+/// The keys of a map whose value is `true` (a set, as reactions store one).
+fn true_keys(map: &std::collections::HashMap<String, Any>) -> Vec<String> {
+    map.iter().filter(|(_, v)| matches!(v, Any::Bool(true))).map(|(k, _)| k.clone()).collect()
 }
 
 fn any_field(any: &Any) -> Field {
@@ -216,13 +215,7 @@ fn any_field(any: &Any) -> Field {
                 .iter()
                 .map(|(key, value)| {
                     let members = match value {
-                        Any::Map(inner) => Some(
-                            inner
-                                .iter()
-                                .filter(|(_, v)| matches!(v, Any::Bool(true)))
-                                .map(|(k, _)| k.clone())
-                                .collect(),
-                        ),
+                        Any::Map(inner) => Some(true_keys(inner)),
                         _ => None,
                     };
                     (key.clone(), members)

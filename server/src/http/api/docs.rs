@@ -18,11 +18,11 @@ use weft_sync_core::access::{Action, Role, Target};
 use weft_sync_core::automerge::DocumentId;
 
 use super::accounts::now_ms;
+use super::workspaces::member;
 use super::{Body, Caller, Page, Params, authorize};
 use crate::auth::policy::Affected;
 use crate::http::{ApiError, AppState};
 use crate::storage::Crdt;
-use crate::storage::accounts::AuditEntry;
 use crate::storage::documents::{Document, DocumentAccess, DocumentChange, DocumentFilter, NewDocument};
 
 /// Longest title, in characters.
@@ -76,15 +76,6 @@ struct ListQuery {
 struct Documents {
     documents: Vec<Document>,
     next: Option<i64>,
-}
-
-fn audit(caller: &Caller, action: &'static str) -> AuditEntry {
-    AuditEntry {
-        actor: Some(caller.user_id.clone()),
-        action,
-        address: caller.address.map(|a| a.to_string()),
-        ..AuditEntry::default()
-    }
 }
 
 fn kind(raw: &str) -> Result<DocKind, ApiError> {
@@ -170,8 +161,7 @@ async fn create(
     Path(ws): Path<String>,
     Body(body): Body<NewDoc>,
 ) -> Result<(StatusCode, Json<Document>), ApiError> {
-    let membership = state.storage.membership(&ws, &caller.user_id).await?;
-    authorize(membership.as_ref().map(|m| m.role), Action::CreateDocument, Target::WORKSPACE, "workspace")?;
+    member(&state, &ws, &caller, Action::CreateDocument).await?;
     let kind = kind(&body.kind)?;
     if body.dm && (kind != DocKind::Channel || body.members.is_empty()) {
         return Err(ApiError::invalid(
@@ -194,7 +184,7 @@ async fn create(
     let id = new.id.clone();
     // Known as a workspace document before its row exists: no join may take it for a free one.
     state.policy.add_workspace_document(&id);
-    match state.storage.create_document(new, audit(&caller, "document.create")).await {
+    match state.storage.create_document(new, caller.audit("document.create")).await {
         Ok(document) => Ok((StatusCode::CREATED, Json(document))),
         Err(err) => {
             state.policy.forget_workspace_document(&id);
@@ -218,8 +208,7 @@ async fn list(
     Path(ws): Path<String>,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<Documents>, ApiError> {
-    let membership = state.storage.membership(&ws, &caller.user_id).await?;
-    authorize(membership.as_ref().map(|m| m.role), Action::ReadWorkspace, Target::WORKSPACE, "workspace")?;
+    member(&state, &ws, &caller, Action::ReadWorkspace).await?;
     let limit = Page { before: query.before, limit: query.limit }.limit()?;
     let filter = DocumentFilter {
         kind: query.kind.as_deref().map(kind).transpose()?,
@@ -287,7 +276,7 @@ async fn update(
     };
     let updated = state
         .storage
-        .update_document(&id, change, audit(&caller, action), now_ms())
+        .update_document(&id, change, caller.audit(action), now_ms())
         .await?
         .ok_or(ApiError::Missing("document"))?;
     state.policy.recheck(Affected::Document(id)).await;
@@ -309,7 +298,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     document(&state, &id, &caller, &[Action::DeleteDocument]).await?;
-    if !state.storage.delete_document(&id, audit(&caller, "document.delete"), now_ms()).await? {
+    if !state.storage.delete_document(&id, caller.audit("document.delete"), now_ms()).await? {
         return Err(ApiError::Missing("document"));
     }
     state.policy.recheck(Affected::Document(id)).await;

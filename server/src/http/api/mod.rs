@@ -171,6 +171,18 @@ pub struct Caller {
     pub address: Option<std::net::IpAddr>,
 }
 
+impl Caller {
+    /// An audit entry of `action` by this caller, from their address.
+    pub fn audit(&self, action: &'static str) -> crate::storage::accounts::AuditEntry {
+        crate::storage::accounts::AuditEntry {
+            actor: Some(self.user_id.clone()),
+            action,
+            address: self.address.map(|a| a.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

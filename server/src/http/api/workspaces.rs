@@ -107,15 +107,6 @@ struct Invites {
     invites: Vec<Invite>,
 }
 
-fn audit(caller: &Caller, action: &'static str) -> AuditEntry {
-    AuditEntry {
-        actor: Some(caller.user_id.clone()),
-        action,
-        address: caller.address.map(|a| a.to_string()),
-        ..AuditEntry::default()
-    }
-}
-
 /// A slug as given, or a 400 saying what one looks like.
 fn slug(raw: &str) -> Result<String, ApiError> {
     let valid = !raw.is_empty()
@@ -155,7 +146,12 @@ fn role(raw: &str) -> Result<Role, ApiError> {
 }
 
 /// The caller's membership of `ws`, once they may take `action` on the workspace.
-async fn member(state: &AppState, ws: &str, caller: &Caller, action: Action) -> Result<Membership, ApiError> {
+pub(super) async fn member(
+    state: &AppState,
+    ws: &str,
+    caller: &Caller,
+    action: Action,
+) -> Result<Membership, ApiError> {
     let membership = state.storage.membership(ws, &caller.user_id).await?;
     authorize(membership.as_ref().map(|m| m.role), action, Target::WORKSPACE, "workspace")?;
     membership.ok_or(ApiError::Missing("workspace"))
@@ -194,7 +190,7 @@ async fn create(
             created_by: caller.user_id.clone(),
             created_at: now_ms(),
         };
-        match state.storage.create_workspace(workspace, audit(&caller, "workspace.create")).await {
+        match state.storage.create_workspace(workspace, caller.audit("workspace.create")).await {
             Ok(created) => return Ok((StatusCode::CREATED, Json(created))),
             // A slug made from the name is the server's choice: make it unique instead of refusing.
             Err(crate::storage::StorageError::Taken("slug")) if given.is_none() && attempt == 0 => {
@@ -264,7 +260,7 @@ async fn update(
     };
     let workspace = state
         .storage
-        .update_workspace(&ws, change, audit(&caller, "workspace.update"), now_ms())
+        .update_workspace(&ws, change, caller.audit("workspace.update"), now_ms())
         .await?
         .ok_or(ApiError::Missing("workspace"))?;
     Ok(Json(Membership { workspace, role: mine.role }))
@@ -285,7 +281,7 @@ async fn remove(
     Path(ws): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     member(&state, &ws, &caller, Action::DeleteWorkspace).await?;
-    if !state.storage.delete_workspace(&ws, audit(&caller, "workspace.delete"), now_ms()).await? {
+    if !state.storage.delete_workspace(&ws, caller.audit("workspace.delete"), now_ms()).await? {
         return Err(ApiError::Missing("workspace"));
     }
     state.policy.recheck(Affected::Workspace(ws)).await;
@@ -361,7 +357,7 @@ async fn change_role(
     let new = role(&body.role)?;
     let current = role_of(&state, &ws, &user_id).await?;
     assignable(mine.role, Some(current), Some(new))?;
-    apply_change(&state, &ws, &user_id, (current, Some(new)), audit(&caller, "member.role")).await?;
+    apply_change(&state, &ws, &user_id, (current, Some(new)), caller.audit("member.role")).await?;
     let members = state.storage.members(&ws).await?;
     members.into_iter().find(|m| m.user_id == user_id).map(Json).ok_or(ApiError::Missing("member"))
 }
@@ -387,7 +383,7 @@ async fn remove_member(
     if !leaving {
         assignable(mine.role, Some(current), None)?;
     }
-    let entry = audit(&caller, if leaving { "member.leave" } else { "member.remove" });
+    let entry = caller.audit(if leaving { "member.leave" } else { "member.remove" });
     apply_change(&state, &ws, &user_id, (current, None), entry).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -433,7 +429,7 @@ async fn invite(
         invited_by: caller.user_id.clone(),
         expires_at: now + ttl.as_millis() as i64,
     };
-    let invite = state.storage.create_invite(new, audit(&caller, "invite.create"), now).await?;
+    let invite = state.storage.create_invite(new, caller.audit("invite.create"), now).await?;
     let mut email_error = None;
     if let Some(mailer) = &state.mailer {
         let inviter = state.storage.user(&caller.user_id).await?.map_or_else(String::new, |u| u.name);
@@ -496,7 +492,7 @@ async fn revoke(
     Path((ws, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     member(&state, &ws, &caller, Action::RevokeInvite).await?;
-    if state.storage.revoke_invite(&ws, &id, audit(&caller, "invite.revoke"), now_ms()).await? {
+    if state.storage.revoke_invite(&ws, &id, caller.audit("invite.revoke"), now_ms()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         // Another workspace's invite is as unknown here as one that never existed.
@@ -524,7 +520,7 @@ async fn accept(
     let user = state.storage.user(&caller.user_id).await?.ok_or(ApiError::Missing("user"))?;
     let accepted = state
         .storage
-        .accept_invite(token_hash, &caller.user_id, user.email, audit(&caller, "invite.accept"), now_ms())
+        .accept_invite(token_hash, &caller.user_id, user.email, caller.audit("invite.accept"), now_ms())
         .await?;
     match accepted {
         Acceptance::Joined(membership) => Ok(Json(membership)),
