@@ -413,3 +413,24 @@ fn an_offline_edit_inside_a_type_deleted_meanwhile_is_accepted() {
     }
     assert_eq!(relay.read(|doc| doc.get_or_insert_array("a").len(&doc.transact())).unwrap(), 0);
 }
+
+#[test]
+fn a_subdocument_is_refused_with_a_reason_and_the_others_keep_editing() {
+    use yrs::Map;
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    let app = Doc::with_client_id(9);
+    app.get_or_insert_map("m").insert(&mut app.transact_mut(), "page", Doc::new());
+    let update = Bytes::from(app.transact().encode_state_as_update_v1(&StateVector::default()));
+
+    let out = send(&mut relay, A, &Message::Update(update).encode());
+    assert!(out.iter().all(|e| !matches!(e, Event::Append { .. })), "nothing is logged: {out:?}");
+    let closed = closes(&out);
+    assert_eq!((closed.len(), closed[0].0, closed[0].1), (1, A, CloseCode::InvalidUpdate), "{closed:?}");
+    assert!(closed[0].2.contains("subdocument"), "{}", closed[0].2);
+
+    let editor = Editor::new(7);
+    assert!(closes(&send(&mut relay, B, &Message::Update(editor.append("still here")).encode())).is_empty());
+    assert_eq!(text_of(&join_and_load(&mut relay, C)), "still here");
+}

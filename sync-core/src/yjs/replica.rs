@@ -10,6 +10,8 @@
 //! - **Bounded**: [`super::scan`] reads the bytes first and refuses counts the bytes cannot carry
 //!   and `Any` values nested deeper than [`super::scan::MAX_DEPTH`]; yrs would reserve memory as
 //!   declared and recurse without limit.
+//! - **No subdocuments**: [`super::scan`] refuses an update holding one; yrs 0.28 never frees a
+//!   document that integrated a subdocument (a reference cycle through the item).
 //! - **Canonical**: an update must decode, and re-encoding it must give an update that decodes to
 //!   the same insertions and deletions. A crafted update whose blocks overlap, repeat a client or
 //!   carry content yrs cannot write back fails here, before it touches the replica.

@@ -15,6 +15,13 @@
 //! larger than the bytes left is refused before anything is reserved. `Any` values nest at most
 //! [`MAX_DEPTH`] deep. The walk mirrors yrs's v1 decoder structure for structure, so what passes
 //! here is what yrs reads next.
+//!
+//! **Subdocuments are refused** here too. yrs 0.28 integrates a subdocument item by storing a
+//! strong handle to the parent document inside the item, which the parent's own store holds: a
+//! reference cycle, so a document that ever held a subdocument is never freed. Every room unload,
+//! rebuild or snapshot check of such a document would leak all of it, and a client could repeat
+//! that at will (found by the fuzz driver's memory growing by a kilobyte per run). y-websocket and
+//! Hocuspocus do not sync subdocuments either; an app that embeds one gets a 4422 naming it.
 
 use std::sync::Arc;
 
@@ -27,6 +34,10 @@ const SKIP: u8 = 10;
 pub(super) const HAS_ORIGIN: u8 = 0b1000_0000;
 pub(super) const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
 const HAS_PARENT_SUB: u8 = 0b0010_0000;
+
+/// Why an update holding a subdocument is refused (see the module documentation).
+pub(crate) const SUBDOCUMENT: &str =
+    "it holds a subdocument, which Weft does not relay (yrs 0.28 cannot free a document holding one)";
 
 /// How deep `Any` values (arrays and maps of values, as `Y.Array` and `Y.Map` entries hold them)
 /// may nest. Documents real editors write nest a handful of levels; yrs decodes each level with one
@@ -211,12 +222,8 @@ impl Reader<'_> {
                 }
                 count
             }
-            // Subdocument: its guid and options.
-            9 => {
-                self.string()?;
-                self.any(0)?;
-                1
-            }
+            // Subdocument: refused (see the module documentation).
+            9 => return Err(SUBDOCUMENT.to_owned()),
             other => return Err(format!("it has content of unknown kind {other}")),
         };
         u32::try_from(len).map_err(|_| "its content is too long".to_owned())
@@ -286,7 +293,6 @@ mod tests {
         map.insert(&mut txn, "big", Any::from(1i64 << 60));
         map.insert(&mut txn, "s", "v");
         map.insert(&mut txn, "s", "replaced");
-        map.insert(&mut txn, "doc", Doc::new());
         let p = xml.insert(&mut txn, 0, XmlElementPrelim::empty("p"));
         p.insert(&mut txn, 0, XmlTextPrelim::new("para"));
         drop(txn);
@@ -344,6 +350,16 @@ mod tests {
         // Deep enough that yrs's recursive decoder would overflow the stack and abort the process.
         let err = YjsReplica::decode(&nested(200_000)).unwrap_err();
         assert!(err.detail.contains("nest deeper"), "{err}");
+    }
+
+    #[test]
+    fn a_subdocument_is_refused_before_yrs_reads_it() {
+        let doc = Doc::with_client_id(3);
+        let map = doc.get_or_insert_map("m");
+        map.insert(&mut doc.transact_mut(), "sub", Doc::new());
+        let bytes = doc.transact().encode_state_as_update_v1(&StateVector::default());
+        assert_eq!(update(&bytes).unwrap_err(), SUBDOCUMENT);
+        assert!(YjsReplica::decode(&bytes).unwrap_err().detail.contains("subdocument"));
     }
 
     #[test]
