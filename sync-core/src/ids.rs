@@ -72,6 +72,13 @@ impl fmt::Debug for DocId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
 
+impl PeerId {
+    /// The relay itself, as the sender of its own writes (REST routes): never a connection (the
+    /// server numbers connections from 1). Its writes are logged and broadcast like a peer's; it
+    /// is never sent anything.
+    pub const LOCAL: PeerId = PeerId(0);
+}
+
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "peer-{}", self.0)

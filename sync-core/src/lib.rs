@@ -23,4 +23,5 @@ pub use ids::{DocId, InvalidDocId, PeerId};
 pub use kind::DocKind;
 pub use relay::{
     Access, DocumentRelay, Event, Health, LoadError, Loaded, Quarantined, RelayLimits, Snapshot, StoredItem,
+    WriteFailure,
 };

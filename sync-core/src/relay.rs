@@ -102,6 +102,22 @@ pub enum Health {
     Poisoned,
 }
 
+/// Why a relay's own write (see `write` on each relay) was not made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteFailure {
+    /// The relay is not serving (it is being rebuilt, or was poisoned): try again.
+    #[error("the document is being reloaded")]
+    NotServing,
+    /// The write would grow the document past its limit. The replica held it already, so the
+    /// relay asks for a rebuild; nothing was logged.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The CRDT library failed or panicked while writing: the replica is suspect and the relay asks
+    /// for a rebuild; nothing was logged.
+    #[error(transparent)]
+    Failed(#[from] CrdtFailure),
+}
+
 /// Why stored state could not be loaded into a relay.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

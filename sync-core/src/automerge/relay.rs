@@ -44,7 +44,7 @@ use super::replica::{self, AutomergeReplica};
 use crate::contain::CrdtFailure;
 use crate::relay::{
     Access, DocumentRelay, Event, Health, Ledger, LoadError, Loaded, LogAccounting, RelayLimits, Replay,
-    Snapshot, StateCheck, recover,
+    Snapshot, StateCheck, WriteFailure, recover,
 };
 use crate::{CloseCode, PeerId};
 
@@ -151,6 +151,61 @@ impl Relay {
             | Message::RemoteSubscriptionChange(_)
             | Message::RemoteHeadsChanged(_) => {}
         }
+    }
+
+    /// The relay's own write (a REST route's): `edit` runs on the document in one transaction (rolled
+    /// back when it returns an error), and the changes it made are logged as an [`Event::Append`]
+    /// from [`PeerId::LOCAL`] and synced to every peer once durable, like a peer's. Returns what
+    /// `edit` returned and the sequence number that must be durable before the write is
+    /// acknowledged (the last one so far when it changed nothing).
+    ///
+    /// # Errors
+    /// [`WriteFailure`] when the relay is not serving, or the write failed or grew the document past
+    /// its limit; in the last two cases nothing was logged and the relay asks for a
+    /// [`Health::Rebuild`].
+    pub fn write<T, E>(
+        &mut self,
+        edit: impl FnOnce(&mut ::automerge::transaction::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<(Result<T, E>, u64), WriteFailure> {
+        if self.ledger.health != Health::Serving {
+            return Err(WriteFailure::NotServing);
+        }
+        let rebuild = |relay: &mut Self, failure: WriteFailure| {
+            relay.ledger.health = Health::Rebuild;
+            Err(failure)
+        };
+        let before = match self.replica.heads() {
+            Ok(heads) => heads,
+            Err(failure) => return rebuild(self, failure.into()),
+        };
+        let out = match self.replica.edit(edit) {
+            Ok(out) => out,
+            Err(failure) => return rebuild(self, failure.into()),
+        };
+        let entry = match self.replica.heads() {
+            Ok(after) if after == before => return Ok((out, self.ledger.last_seq)),
+            Ok(_) => match self.replica.save_after(&before) {
+                Ok(entry) => entry,
+                Err(failure) => return rebuild(self, failure.into()),
+            },
+            Err(failure) => return rebuild(self, failure.into()),
+        };
+        let grown = self.stored_bytes() + entry.len() as u64;
+        if grown > self.limits.max_document_bytes {
+            let detail = format!(
+                "the write would grow the document to {grown} bytes (limit {})",
+                self.limits.max_document_bytes
+            );
+            return rebuild(self, WriteFailure::TooLarge(detail));
+        }
+        self.ledger.last_seq += 1;
+        self.ledger.log.record_append(entry.len());
+        let seq = self.ledger.last_seq;
+        self.ledger.events.push_back(Event::Append { seq, update: Bytes::from(entry), peer: PeerId::LOCAL });
+        for state in self.peers.values_mut() {
+            state.due = true;
+        }
+        Ok((out, seq))
     }
 
     /// Reads the document, contained (projections, tests).

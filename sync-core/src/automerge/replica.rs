@@ -60,6 +60,22 @@ impl AutomergeReplica {
         Ok(())
     }
 
+    /// Runs `edit` in one transaction on the document: the relay's own writes (REST routes). An
+    /// `edit` that returns an error is rolled back (automerge's `transact`).
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when automerge panics; the document may then hold part of the edit: discard
+    /// it.
+    pub fn edit<T, E>(
+        &mut self,
+        edit: impl FnOnce(&mut ::automerge::transaction::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<Result<T, E>, CrdtFailure> {
+        contain_infallible("local edit", || match self.doc.transact(edit) {
+            Ok(success) => Ok(success.result),
+            Err(failure) => Err(failure.error),
+        })
+    }
+
     /// The document's heads.
     ///
     /// # Errors

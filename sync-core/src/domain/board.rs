@@ -23,6 +23,7 @@ use yrs::{Any, Array, Map, Out, ReadTxn};
 
 use super::Skipped;
 use super::read::{Field, Fields, automerge_field, yjs_field};
+use super::write::{Change, Value, nullable, set_or_remove, strings};
 
 /// A task's priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -278,4 +279,85 @@ pub fn from_automerge(doc: &Automerge) -> Board {
         }
     }
     assemble(columns, tasks, skipped)
+}
+
+/// Fields of a task to create or change: each one given is written under its own key; `due: null`
+/// removes the due date.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskChange {
+    /// Title.
+    pub title: Option<String>,
+    /// Description (collaborative text, edited in place).
+    pub description: Option<String>,
+    /// The id of the column it is in.
+    pub column: Option<String>,
+    /// Priority.
+    pub priority: Option<Priority>,
+    /// Assigned user ids.
+    pub assignees: Option<Vec<String>>,
+    /// Labels.
+    pub labels: Option<Vec<String>>,
+    /// Due date, `YYYY-MM-DD`; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    pub due: Option<Option<String>>,
+    /// Position within its column.
+    pub order: Option<f64>,
+    /// Archived.
+    pub archived: Option<bool>,
+}
+
+impl TaskChange {
+    /// What is wrong with these fields, if anything.
+    ///
+    /// # Errors
+    /// A sentence naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(Some(due)) = &self.due
+            && !is_date(due)
+        {
+            return Err(format!("due {due:?} is not a date (YYYY-MM-DD)"));
+        }
+        if self.order.is_some_and(|o| !o.is_finite()) {
+            return Err("order is not a finite number".into());
+        }
+        Ok(())
+    }
+
+    /// The changes that write these fields to task `id`.
+    pub fn changes(&self, id: &str) -> Vec<Change> {
+        let path = |key| ["tasks", id, key];
+        let mut changes = Vec::new();
+        let mut put = |key, value: Option<Value>| {
+            if let Some(value) = value {
+                changes.push(Change::set(&path(key), value));
+            }
+        };
+        put("title", self.title.clone().map(Value::Str));
+        put("description", self.description.clone().map(Value::Text));
+        put("column", self.column.clone().map(Value::Str));
+        put("priority", self.priority.map(|p| Value::from(p.as_str())));
+        put("assignees", self.assignees.as_deref().map(strings));
+        put("labels", self.labels.as_deref().map(strings));
+        put("order", self.order.map(Value::Num));
+        put("archived", self.archived.map(Value::Bool));
+        set_or_remove(&mut changes, path("due"), self.due.clone().map(|d| d.map(Value::Str)));
+        changes
+    }
+}
+
+/// The changes that add column `id` named `name` at the end of the board.
+pub fn add_column(id: &str, name: &str) -> Vec<Change> {
+    vec![Change::push("columns", vec![("id", Value::from(id)), ("name", Value::from(name))])]
+}
+
+/// The changes that create task `id` with `fields`, by `user` at `at` (milliseconds).
+pub fn create_task(id: &str, fields: &TaskChange, user: &str, at: i64) -> Vec<Change> {
+    let mut changes = fields.changes(id);
+    changes.push(Change::set(&["tasks", id, "createdBy"], user));
+    changes.push(Change::set(&["tasks", id, "createdAt"], Value::Int(at)));
+    if fields.archived.is_none() {
+        changes.push(Change::set(&["tasks", id, "archived"], false));
+    }
+    changes
 }

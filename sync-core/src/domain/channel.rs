@@ -20,6 +20,7 @@ use serde::Serialize;
 use yrs::{Any, Map, Out, ReadTxn};
 
 use super::read::{Field, Fields, automerge_field, yjs_field};
+use super::write::{Change, Value, strings};
 use super::{Skipped, mentions};
 
 /// One emoji's reactions.
@@ -192,4 +193,60 @@ pub fn from_automerge(doc: &Automerge) -> Channel {
         }
     }
     assemble(topic, messages, skipped)
+}
+
+/// A message to post with [`post`].
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// Its id (a UUID, or the caller's own for an idempotent retry).
+    pub id: &'a str,
+    /// Who posts it.
+    pub author: &'a str,
+    /// Its text; mentions as `<@user-id>`.
+    pub body: &'a str,
+    /// When, in milliseconds since the Unix epoch.
+    pub at: i64,
+    /// The message a thread reply answers.
+    pub parent: Option<&'a str>,
+    /// File ids.
+    pub attachments: &'a [String],
+}
+
+/// The changes that post `message`.
+pub fn post(message: &NewMessage<'_>) -> Vec<Change> {
+    let path = |key| ["messages", message.id, key];
+    let mut changes = vec![
+        Change::set(&path("author"), message.author),
+        Change::set(&path("body"), Value::Text(message.body.to_owned())),
+        Change::set(&path("at"), Value::Int(message.at)),
+        Change::set(&path("attachments"), strings(message.attachments)),
+    ];
+    if let Some(parent) = message.parent {
+        changes.push(Change::set(&path("parent"), parent));
+    }
+    changes
+}
+
+/// The changes that replace message `id`'s body (edited in place) at time `at`.
+pub fn edit(id: &str, body: &str, at: i64) -> Vec<Change> {
+    vec![
+        Change::set(&["messages", id, "body"], Value::Text(body.to_owned())),
+        Change::set(&["messages", id, "editedAt"], Value::Int(at)),
+    ]
+}
+
+/// The changes that delete message `id`: a tombstone without body or attachments, whose replies
+/// keep their thread.
+pub fn delete(id: &str) -> Vec<Change> {
+    vec![
+        Change::set(&["messages", id, "deleted"], true),
+        Change::remove(&["messages", id, "body"]),
+        Change::remove(&["messages", id, "attachments"]),
+    ]
+}
+
+/// The changes that add (`on`) or remove `user`'s `emoji` reaction to message `id`.
+pub fn react(id: &str, emoji: &str, user: &str, on: bool) -> Vec<Change> {
+    let path = ["messages", id, "reactions", emoji, user];
+    vec![if on { Change::set(&path, true) } else { Change::remove(&path) }]
 }

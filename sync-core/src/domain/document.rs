@@ -23,6 +23,7 @@ use yrs::{Any, GetString, Map, Out, ReadTxn, Text, Xml, XmlFragment, XmlOut};
 
 use super::Skipped;
 use super::read::{Field, Fields, automerge_field, yjs_field};
+use super::write::{Change, Value};
 
 /// What a block is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -434,4 +435,45 @@ fn inline<T: ReadTxn>(txn: &T, text: &yrs::XmlTextRef) -> Vec<Span> {
             })
         })
         .collect()
+}
+
+/// A comment to add with [`add_comment`].
+#[derive(Debug, Clone)]
+pub struct NewComment<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// Who writes it.
+    pub author: &'a str,
+    /// Its text; mentions as `<@user-id>`.
+    pub body: &'a str,
+    /// When, in milliseconds since the Unix epoch.
+    pub at: i64,
+    /// The comment a reply answers.
+    pub parent: Option<&'a str>,
+    /// The commented range of the document's plain text (root `content`), in characters: start
+    /// and end (exclusive). Anchored by relative positions (Yjs) or cursors (Automerge).
+    pub anchor: Option<(usize, usize)>,
+}
+
+/// The changes that add `comment`.
+pub fn add_comment(comment: &NewComment<'_>) -> Vec<Change> {
+    let path = |key| ["comments", comment.id, key];
+    let mut changes = vec![
+        Change::set(&path("author"), comment.author),
+        Change::set(&path("body"), comment.body),
+        Change::set(&path("at"), Value::Int(comment.at)),
+    ];
+    if let Some(parent) = comment.parent {
+        changes.push(Change::set(&path("parent"), parent));
+    }
+    if let Some((start, end)) = comment.anchor {
+        changes.push(Change::set(&path("anchorStart"), Value::Anchor { index: start, end: false }));
+        changes.push(Change::set(&path("anchorEnd"), Value::Anchor { index: end, end: true }));
+    }
+    changes
+}
+
+/// The changes that resolve (or reopen) comment `id`.
+pub fn resolve_comment(id: &str, resolved: bool) -> Vec<Change> {
+    vec![Change::set(&["comments", id, "resolved"], resolved)]
 }

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod document;
 mod read;
 pub mod whiteboard;
+pub mod write;
 
 use serde::Serialize;
 

@@ -23,6 +23,7 @@ use yrs::{Map, Out, ReadTxn};
 
 use super::Skipped;
 use super::read::{Field, Fields, automerge_field, yjs_field};
+use super::write::{Change, Value};
 
 /// What a shape is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -343,4 +344,109 @@ pub fn from_automerge(doc: &Automerge) -> Whiteboard {
         }
     }
     assemble(shapes, skipped)
+}
+
+/// Fields of a shape to add or change, each written under its own key; `from: null` / `to: null`
+/// disconnects a connector end.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ShapeChange {
+    /// What it is (required to add one).
+    #[serde(rename = "type")]
+    pub kind: Option<ShapeKind>,
+    /// Position.
+    pub x: Option<f64>,
+    /// Position.
+    pub y: Option<f64>,
+    /// Box size (not negative).
+    pub width: Option<f64>,
+    /// Box size (not negative).
+    pub height: Option<f64>,
+    /// Degrees about the box centre.
+    pub rotation: Option<f64>,
+    /// `x, y` pairs relative to `x`/`y`.
+    pub points: Option<Vec<f64>>,
+    /// Its text (collaborative text, edited in place).
+    pub text: Option<String>,
+    /// Stroke colour.
+    pub stroke: Option<String>,
+    /// Fill colour.
+    pub fill: Option<String>,
+    /// Stroke width.
+    pub stroke_width: Option<f64>,
+    /// Stacking order.
+    pub z: Option<f64>,
+    /// The shape a connector starts at; `null` disconnects it.
+    #[serde(default, deserialize_with = "super::write::nullable")]
+    pub from: Option<Option<String>>,
+    /// The shape a connector ends at; `null` disconnects it.
+    #[serde(default, deserialize_with = "super::write::nullable")]
+    pub to: Option<Option<String>>,
+}
+
+impl ShapeChange {
+    /// What is wrong with these fields, if anything.
+    ///
+    /// # Errors
+    /// A sentence naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        let numbers = [
+            ("x", self.x),
+            ("y", self.y),
+            ("width", self.width),
+            ("height", self.height),
+            ("rotation", self.rotation),
+            ("strokeWidth", self.stroke_width),
+            ("z", self.z),
+        ];
+        for (name, value) in numbers {
+            if value.is_some_and(|v| !v.is_finite()) {
+                return Err(format!("{name} is not a finite number"));
+            }
+        }
+        if self.width.is_some_and(|w| w < 0.0) || self.height.is_some_and(|h| h < 0.0) {
+            return Err("width and height are not negative".into());
+        }
+        if let Some(points) = &self.points
+            && (points.len() % 2 != 0 || points.iter().any(|p| !p.is_finite()))
+        {
+            return Err("points are pairs of finite numbers".into());
+        }
+        Ok(())
+    }
+
+    /// The changes that write these fields to shape `id`.
+    pub fn changes(&self, id: &str) -> Vec<Change> {
+        let path = |key| ["shapes", id, key];
+        let mut changes = Vec::new();
+        let mut put = |key, value: Option<Value>| {
+            if let Some(value) = value {
+                changes.push(Change::set(&path(key), value));
+            }
+        };
+        put("type", self.kind.map(|k| Value::from(k.as_str())));
+        for (key, value) in [
+            ("x", self.x),
+            ("y", self.y),
+            ("width", self.width),
+            ("height", self.height),
+            ("rotation", self.rotation),
+            ("strokeWidth", self.stroke_width),
+            ("z", self.z),
+        ] {
+            put(key, value.map(Value::Num));
+        }
+        put("points", self.points.as_ref().map(|p| Value::List(p.iter().copied().map(Value::Num).collect())));
+        put("text", self.text.clone().map(Value::Text));
+        put("stroke", self.stroke.clone().map(Value::Str));
+        put("fill", self.fill.clone().map(Value::Str));
+        super::write::set_or_remove(&mut changes, path("from"), self.from.clone().map(|v| v.map(Value::Str)));
+        super::write::set_or_remove(&mut changes, path("to"), self.to.clone().map(|v| v.map(Value::Str)));
+        changes
+    }
+}
+
+/// The changes that remove shape `id`.
+pub fn delete_shape(id: &str) -> Vec<Change> {
+    vec![Change::remove(&["shapes", id])]
 }

@@ -40,7 +40,7 @@ use super::replica::{self, Applied, YjsReplica};
 use crate::contain::CrdtFailure;
 use crate::relay::{
     Access, DocumentRelay, Event, Health, Ledger, LoadError, Loaded, LogAccounting, Replay, Snapshot,
-    StateCheck, recover,
+    StateCheck, WriteFailure, recover,
 };
 use crate::{CloseCode, PeerId};
 
@@ -247,6 +247,50 @@ impl Relay {
             // Clients have no business denying the relay anything; y-websocket never sends this.
             Message::PermissionDenied(_) => {}
         }
+    }
+
+    /// The relay's own write (a REST route's): `edit` runs on the replica in one transaction, and
+    /// what it changed is handled like a peer's update — logged as an [`Event::Append`] from
+    /// [`PeerId::LOCAL`], then broadcast to every peer once durable. Returns what `edit` returned
+    /// and the sequence number that must be durable before the write is acknowledged (the last
+    /// one so far when it changed nothing).
+    ///
+    /// # Errors
+    /// [`WriteFailure`] when the relay is not serving, or the write failed or grew the document past
+    /// its limit; in the last two cases the replica held part of it, nothing was logged, and the
+    /// relay asks for a [`Health::Rebuild`].
+    pub fn write<T>(
+        &mut self,
+        edit: impl FnOnce(&mut yrs::TransactionMut<'_>) -> T,
+    ) -> Result<(T, u64), WriteFailure> {
+        if self.ledger.health != Health::Serving {
+            return Err(WriteFailure::NotServing);
+        }
+        let (out, update) = match self.replica.edit(edit) {
+            Ok(done) => done,
+            Err(failure) => {
+                self.ledger.health = Health::Rebuild;
+                return Err(WriteFailure::Failed(failure));
+            }
+        };
+        if is_empty_update(&update) {
+            return Ok((out, self.ledger.last_seq));
+        }
+        let grown = self.stored_bytes() + update.len() as u64;
+        if grown > self.limits.max_document_bytes {
+            self.ledger.health = Health::Rebuild;
+            return Err(WriteFailure::TooLarge(format!(
+                "the write would grow the document to {grown} bytes (limit {})",
+                self.limits.max_document_bytes
+            )));
+        }
+        let update = Bytes::from(update);
+        let seq = self.ledger.last_seq + 1;
+        self.ledger.last_seq = seq;
+        self.ledger.log.record_append(update.len());
+        self.ledger.events.push_back(Event::Append { seq, update: update.clone(), peer: PeerId::LOCAL });
+        self.accepted(Accepted { seq, sender: PeerId::LOCAL, delivery: Delivery::Broadcast(update) });
+        Ok((out, seq))
     }
 
     /// Reads the replica, contained (projections, tests). `read` must not mutate the document.

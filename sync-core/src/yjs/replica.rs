@@ -224,6 +224,30 @@ impl YjsReplica {
         })
     }
 
+    /// Runs `edit` in one write transaction on the replica: the relay's own writes (REST routes),
+    /// which yrs makes as an honest editor does. Returns what `edit` returned and the v1 update it
+    /// made (`[0, 0]` when it changed nothing); the anchored rule's index learns where its items
+    /// went, as for an applied update.
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when yrs panics, or the update does not pass the anchored rule; the replica
+    /// may then hold part of the write: discard it.
+    pub fn edit<T>(
+        &mut self,
+        edit: impl FnOnce(&mut yrs::TransactionMut<'_>) -> T,
+    ) -> Result<(T, Vec<u8>), CrdtFailure> {
+        let (out, update) = contain_infallible("local edit", || {
+            write(&self.doc, Some(LOCAL_ORIGIN), |txn| {
+                let out = edit(txn);
+                (out, txn.encode_update_v1())
+            })
+        })?;
+        let structs = contain("scan local edit", || scan::update(&update))?;
+        let placed = contain("check local edit", || self.anchors.check(&structs))?;
+        self.anchors.record(placed);
+        Ok((out, update))
+    }
+
     /// Applies an update from the relay to a client's document. Unlike [`YjsReplica::apply`],
     /// pending structs are yrs's business here: the application edits its document itself, and the
     /// client applies what the relay sends in order, so none arise from a Weft relay.
@@ -394,6 +418,9 @@ fn write<T>(doc: &Doc, origin: Option<&str>, edit: impl FnOnce(&mut yrs::Transac
 fn reading(doc: &Doc) -> yrs::Transaction<'_> {
     doc.try_transact().expect(LOCKED)
 }
+
+/// The transaction origin of the relay's own writes.
+const LOCAL_ORIGIN: &str = "weft-local";
 
 const LOCKED: &str = "the document is locked by a transaction a failed update left open";
 
