@@ -67,6 +67,19 @@ async fn the_server_serves_it_with_every_route() {
         ("get", "/api/docs/{doc_id}/messages/{message_id}/thread"),
         ("get", "/api/docs/{doc_id}/shapes"),
         ("get", "/api/docs/{doc_id}/export.svg"),
+        ("post", "/api/docs/{doc_id}/comments"),
+        ("patch", "/api/docs/{doc_id}/comments/{comment_id}"),
+        ("post", "/api/docs/{doc_id}/messages"),
+        ("patch", "/api/docs/{doc_id}/messages/{message_id}"),
+        ("delete", "/api/docs/{doc_id}/messages/{message_id}"),
+        ("put", "/api/docs/{doc_id}/messages/{message_id}/reactions/{emoji}"),
+        ("delete", "/api/docs/{doc_id}/messages/{message_id}/reactions/{emoji}"),
+        ("post", "/api/docs/{doc_id}/tasks"),
+        ("patch", "/api/docs/{doc_id}/tasks/{task_id}"),
+        ("post", "/api/docs/{doc_id}/columns"),
+        ("post", "/api/docs/{doc_id}/shapes"),
+        ("patch", "/api/docs/{doc_id}/shapes/{shape_id}"),
+        ("delete", "/api/docs/{doc_id}/shapes/{shape_id}"),
     ];
     let paths = served["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

@@ -88,6 +88,10 @@ pub enum ApiError {
         /// What happened.
         message: &'static str,
     },
+    /// A write the document's content cannot take as it is (a client wrote another layout where the
+    /// write goes, or an anchor lies outside the text): 409 `layout_conflict`, nothing written.
+    #[error("{0}")]
+    LayoutConflict(String),
     /// The object existed and is no longer usable (a revoked or expired invite): 410.
     #[error("{message}")]
     Gone {
@@ -156,7 +160,7 @@ impl ApiError {
             Self::Auth(_) | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Taken(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Taken(_) | Self::Conflict { .. } | Self::LayoutConflict(_) => StatusCode::CONFLICT,
             Self::Forbidden | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::Missing(_) => StatusCode::NOT_FOUND,
             Self::Gone { .. } => StatusCode::GONE,
@@ -183,6 +187,7 @@ impl ApiError {
             | Self::Denied { code, .. }
             | Self::Gone { code, .. } => code,
             Self::TooLarge => "too_large",
+            Self::LayoutConflict(_) => "layout_conflict",
             Self::Taken(_) => "taken",
             Self::RateLimited(_) => "rate_limited",
             Self::Storage(StorageError::Closed) => "not_ready",

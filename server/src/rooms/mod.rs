@@ -27,6 +27,7 @@ pub use peer::{Closer, Dialect, PeerLink, Undeliverable, link};
 pub use replica::Inbound;
 use room::{RoomCommand, RoomHandle};
 use weft_sync_core::domain::Projection;
+use weft_sync_core::domain::write::Change;
 
 /// Tuning for live documents.
 #[derive(Debug, Clone)]
@@ -70,6 +71,23 @@ pub enum JoinError {
     /// The room was unloading; retried internally, never returned by [`Rooms::join`].
     #[error("room closed")]
     RoomClosed,
+}
+
+/// Why a write through a room ([`Rooms::write`]) was not made. Nothing of it was stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteRefused {
+    /// The document's content does not have the layout the write expects (a client wrote something
+    /// else there, or an anchor lies outside the text).
+    #[error(transparent)]
+    Layout(#[from] weft_sync_core::domain::write::WriteError),
+    /// The write would grow the document past its limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The document cannot take writes right now (storage, a reload, shutdown), or its room
+    /// stopped before the write was durable (it may then have been applied: writes set fields, so
+    /// repeating one is harmless).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl JoinError {
@@ -241,6 +259,47 @@ impl Rooms {
             }
         }
         Err(JoinError::Unavailable("the document's room kept stopping".into()))
+    }
+
+    /// Writes `changes` to `doc` as the relay's own CRDT update, attributed to `author`, loading
+    /// the document if it is not live. Returns once the update is durable; connected peers get it
+    /// as they get any other.
+    ///
+    /// # Errors
+    /// [`WriteRefused`] saying why nothing was written.
+    pub async fn write(
+        &self,
+        doc: &DocId,
+        crdt: Crdt,
+        changes: Vec<Change>,
+        author: Arc<str>,
+    ) -> Result<(), WriteRefused> {
+        let mut command = RoomCommand::Write { changes, author, reply: oneshot::channel().0 };
+        // A room that is gone before it takes the command is replaced; a few times at most.
+        for _ in 0..8 {
+            if self.inner.shutdown.is_cancelled() {
+                return Err(WriteRefused::Unavailable("the server is shutting down".into()));
+            }
+            let handle = self.room_for(doc, crdt);
+            let (reply, written) = oneshot::channel();
+            if let RoomCommand::Write { reply: slot, .. } = &mut command {
+                *slot = reply;
+            }
+            match handle.tx.send(command).await {
+                Ok(()) => {}
+                Err(mpsc::error::SendError(returned)) => {
+                    command = returned;
+                    self.inner.forget(doc, handle.generation);
+                    continue;
+                }
+            }
+            return written.await.unwrap_or_else(|_| {
+                Err(WriteRefused::Unavailable(
+                    "the document stopped before the write was durable; repeat it".into(),
+                ))
+            });
+        }
+        Err(WriteRefused::Unavailable("the document's room kept stopping".into()))
     }
 
     /// Number of loaded rooms.

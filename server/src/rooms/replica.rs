@@ -4,7 +4,8 @@
 //! [`DocumentRelay`], the same for both.
 
 use weft_sync_core::domain::Projection;
-use weft_sync_core::relay::{Access, DocumentRelay, Health, Quarantined};
+use weft_sync_core::domain::write::{self, Change, WriteError};
+use weft_sync_core::relay::{Access, DocumentRelay, Health, Quarantined, WriteFailure};
 use weft_sync_core::yjs::{self, RelayLimits};
 use weft_sync_core::{CrdtFailure, DocKind, PeerId, automerge};
 
@@ -60,6 +61,20 @@ impl Replica {
         match self {
             Self::Yjs(relay) => relay.read(|doc| Projection::of_yjs(doc, kind)),
             Self::Automerge(relay) => relay.read(|doc| Projection::of_automerge(doc, kind)),
+        }
+    }
+
+    /// Writes `changes` as the relay's own update (see `write` on each relay): all of them or,
+    /// when the layout refuses one ([`WriteError`]), none. Returns that outcome and the sequence
+    /// number that must be durable before the write is acknowledged.
+    ///
+    /// # Errors
+    /// [`WriteFailure`] when the relay is not serving or the CRDT library failed (the relay then
+    /// asks for a rebuild).
+    pub fn write(&mut self, changes: &[Change]) -> Result<(Result<(), WriteError>, u64), WriteFailure> {
+        match self {
+            Self::Yjs(relay) => relay.write(|txn| write::apply_yjs(txn, changes)),
+            Self::Automerge(relay) => relay.write(|tx| write::apply_automerge(tx, changes)),
         }
     }
 

@@ -28,11 +28,13 @@ use weft_sync_core::relay::{Event, Health, Snapshot, StoredItem};
 use weft_sync_core::{CloseCode, CrdtFailure, DocId, DocKind, PeerId};
 
 use super::replica::{Inbound, Replica};
-use super::{Identity, JoinError, PeerLink, Shared, Undeliverable};
+use super::{Identity, JoinError, PeerLink, Shared, Undeliverable, WriteRefused};
 use crate::clock::now_ms;
 use crate::metrics::ItemKind;
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
 use weft_sync_core::domain::Projection;
+use weft_sync_core::domain::write::Change;
+use weft_sync_core::relay::WriteFailure;
 
 /// Inbox commands handled before the room dispatches events, so that appends from one burst of
 /// messages travel to storage as one request.
@@ -68,6 +70,12 @@ pub(super) enum RoomCommand {
     Project {
         kind: DocKind,
         reply: oneshot::Sender<Result<Projection, JoinError>>,
+    },
+    /// Write `changes` as the relay's own update, attributed to `author`; answered once durable.
+    Write {
+        changes: Vec<Change>,
+        author: Arc<str>,
+        reply: oneshot::Sender<Result<(), WriteRefused>>,
     },
 }
 
@@ -108,6 +116,8 @@ async fn run(
         compacted_upto: 0,
         untaken: Vec::new(),
         reads: Vec::new(),
+        writes: Vec::new(),
+        local_authors: HashMap::new(),
     };
     room.run(rx).await;
 }
@@ -154,6 +164,9 @@ async fn refuse_remaining(rx: &mut mpsc::Receiver<RoomCommand>, err: JoinError) 
             RoomCommand::Project { reply, .. } => {
                 let _ = reply.send(Err(err.clone()));
             }
+            RoomCommand::Write { reply, .. } => {
+                let _ = reply.send(Err(WriteRefused::Unavailable(err.to_string())));
+            }
             RoomCommand::Input { .. } | RoomCommand::Leave { .. } => {}
         }
     }
@@ -180,6 +193,11 @@ struct Room {
     /// Projections asked for, answered once no append is outstanding (so that a reader sees only
     /// what is durable).
     reads: Vec<(DocKind, oneshot::Sender<Result<Projection, JoinError>>)>,
+    /// The relay's own writes (REST), each answered once the log holds its sequence number.
+    writes: Vec<(u64, oneshot::Sender<Result<(), WriteRefused>>)>,
+    /// Whom each of those writes' log entries is attributed to, by sequence number, until the
+    /// append is handed to storage.
+    local_authors: HashMap<u64, Arc<str>>,
 }
 
 /// Why a compaction did not replace the log.
@@ -250,6 +268,7 @@ impl Room {
                 break Exit::Poisoned;
             }
             self.maybe_compact();
+            self.answer_writes();
             self.answer_reads();
             if !self.peers.is_empty() {
                 idle_since = Instant::now();
@@ -286,6 +305,47 @@ impl Room {
                 self.replica.relay_mut().handle_leave(peer);
             }
             RoomCommand::Project { kind, reply } => self.reads.push((kind, reply)),
+            RoomCommand::Write { changes, author, reply } => self.write(&changes, author, reply),
+        }
+    }
+
+    /// Makes a REST write: the relay applies it to its replica and logs it like a peer's update;
+    /// the caller is answered once it is durable ([`Room::answer_writes`]).
+    fn write(
+        &mut self,
+        changes: &[Change],
+        author: Arc<str>,
+        reply: oneshot::Sender<Result<(), WriteRefused>>,
+    ) {
+        let last = self.replica.relay().last_seq();
+        match self.replica.write(changes) {
+            Ok((Ok(()), seq)) => {
+                if seq > last {
+                    self.local_authors.insert(seq, author);
+                }
+                self.writes.push((seq, reply));
+            }
+            Ok((Err(refused), _)) => {
+                let _ = reply.send(Err(WriteRefused::Layout(refused)));
+            }
+            Err(WriteFailure::TooLarge(detail)) => {
+                let _ = reply.send(Err(WriteRefused::TooLarge(detail)));
+            }
+            Err(failure @ (WriteFailure::NotServing | WriteFailure::Failed(_))) => {
+                tracing::warn!(doc = %self.doc, error = %failure, "a REST write failed");
+                let _ = reply.send(Err(WriteRefused::Unavailable(failure.to_string())));
+            }
+        }
+    }
+
+    /// Answers the writes whose updates the log now holds.
+    fn answer_writes(&mut self) {
+        let durable = self.replica.relay().durable_seq();
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.writes).into_iter().partition(|(seq, _)| *seq <= durable);
+        self.writes = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(()));
         }
     }
 
@@ -380,7 +440,11 @@ impl Room {
                         }
                     }
                     Event::Append { seq, update, peer } => {
-                        let user_id = self.authors.get(&peer).map(|author| author.to_string());
+                        let user_id = match peer {
+                            PeerId::LOCAL => self.local_authors.remove(&seq),
+                            _ => self.authors.get(&peer).cloned(),
+                        }
+                        .map(|author| author.to_string());
                         appends.push(NewUpdate { seq, bytes: update, user_id, at_ms: now_ms() });
                     }
                     Event::Acknowledge { peer } => {
@@ -535,6 +599,9 @@ impl Room {
                 self.replica.relay_mut().handle_durable(upto);
             }
         }
+        // Writes now durable are answered; the others' replies drop (the caller is told to repeat).
+        self.answer_writes();
+        self.writes.clear();
         if self.compaction.is_some() {
             let result = join_compaction(&mut self.compaction).await;
             self.finish_compaction(result);
