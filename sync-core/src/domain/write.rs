@@ -22,7 +22,9 @@ use yrs::{OffsetKind, ReadTxn, TextRef, TransactionMut, WriteTxn};
 /// A value a [`Change`] sets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    /// A plain string (ids, names, dates, colours).
+    /// A plain string (ids, names, dates, colours): a string in Yjs; in an Automerge map a text
+    /// object, as `@automerge/automerge` writes a JavaScript string there (so apps read a plain
+    /// string back; in a list it stays a scalar, as there).
     Str(String),
     /// Collaborative text (`Y.Text`, Automerge text), edited in place when it exists.
     Text(String),
@@ -289,7 +291,7 @@ pub fn apply_automerge<T: Transactable>(tx: &mut T, changes: &[Change]) -> Resul
             };
             let map = tx.insert_object(&list, tx.length(&list), ObjType::Map).map_err(crdt)?;
             for (key, value) in fields {
-                tx.put(&map, key.as_str(), scalar(value)).map_err(crdt)?;
+                put_automerge(tx, &map, key.as_str(), value).map_err(crdt)?;
             }
             continue;
         }
@@ -311,7 +313,7 @@ pub fn apply_automerge<T: Transactable>(tx: &mut T, changes: &[Change]) -> Resul
                     tx.delete(&obj, key).map_err(crdt)?;
                 }
             }
-            Op::Set(Value::Text(text)) => match tx.get(&obj, key).map_err(crdt)? {
+            Op::Set(Value::Text(text) | Value::Str(text)) => match tx.get(&obj, key).map_err(crdt)? {
                 Some((AmValue::Object(ObjType::Text), existing)) => {
                     tx.update_text(&existing, text).map_err(crdt)?
                 }
@@ -323,6 +325,7 @@ pub fn apply_automerge<T: Transactable>(tx: &mut T, changes: &[Change]) -> Resul
             Op::Set(Value::List(items)) => {
                 let list = tx.put_object(&obj, key, ObjType::List).map_err(crdt)?;
                 for (i, item) in items.iter().enumerate() {
+                    // List items stay scalars, as `@automerge/automerge` writes a string array.
                     tx.insert(&list, i, scalar(item)).map_err(crdt)?;
                 }
             }
@@ -344,12 +347,29 @@ pub fn apply_automerge<T: Transactable>(tx: &mut T, changes: &[Change]) -> Resul
                     automerge::CursorPosition::Index(*index)
                 };
                 let cursor = tx.get_cursor(&content, position, None).map_err(crdt)?;
-                tx.put(&obj, key, cursor.to_string()).map_err(crdt)?;
+                put_automerge(tx, &obj, key, &Value::Str(cursor.to_string())).map_err(crdt)?;
             }
             Op::Set(value) => tx.put(&obj, key, scalar(value)).map_err(crdt)?,
         }
     }
     Ok(())
+}
+
+/// Puts `value` at `key` of map `obj`. Strings become text objects, as `@automerge/automerge`
+/// writes a JavaScript string (a scalar string would read there as an `ImmutableString`).
+fn put_automerge<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: &Value,
+) -> Result<(), automerge::AutomergeError> {
+    match value {
+        Value::Str(s) | Value::Text(s) => {
+            let text = tx.put_object(obj, key, ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, s)
+        }
+        other => tx.put(obj, key, scalar(other)),
+    }
 }
 
 fn scalar(value: &Value) -> ScalarValue {
