@@ -2,8 +2,9 @@
 // `/api/docs/{id}/messages…`, a task moved over `/api/docs/{id}/tasks/{task}`, arrive at an
 // unmodified `y-websocket` provider, a Hocuspocus v4 provider and an `@automerge/automerge-repo`
 // client while they are connected — the server's writes are ordinary CRDT updates through the
-// document's room. And a client's offline edit merges with a REST write made meanwhile. Every
-// test has its own server and is bounded in time.
+// document's room. A client's offline edit merges with a REST write made meanwhile; presence and
+// typing travel between real clients with the field names of docs/schemas.md. Every test has its
+// own server and is bounded in time.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -109,4 +110,35 @@ test('an automerge-repo client sees REST messages live', { timeout: TEST_TIMEOUT
     thread = await call(server, 'GET', `/api/docs/${channel}/messages/${first.id}/thread`, owner.token)
     return thread.body.replies?.length === 2
   }, WAIT_MS, () => JSON.stringify(thread))
+})
+
+test('presence and typing travel with the fields of docs/schemas.md', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const { server, owner, open, cleanups } = await setup(t)
+  // Yjs awareness between two y-websocket providers.
+  const channel = await open('channel')
+  const [a, b] = [0, 1].map(() => connectProvider(server, channel, { params: { token: owner.token } }))
+  for (const p of [a, b]) cleanups.push(() => { p.provider.destroy(); p.doc.destroy() })
+  for (const p of [a, b]) await waitSynced(p.provider, WAIT_MS, 'synced')
+  a.provider.awareness.setLocalStateField('user', { id: owner.id, name: 'Owner', color: '#c33' })
+  a.provider.awareness.setLocalStateField('typing', { in: 'channel', at: Date.now() })
+  const typing = () => [...b.provider.awareness.getStates().values()]
+    .filter((s) => s.typing && Date.now() - s.typing.at < 5000)
+    .map((s) => s.user?.id)
+  await waitFor(() => typing().includes(owner.id), WAIT_MS, 'B sees A typing')
+  a.provider.awareness.setLocalStateField('typing', null)
+  await waitFor(() => typing().length === 0, WAIT_MS, 'B sees A stop')
+
+  // automerge-repo ephemeral messages between two clients.
+  const am = await open('channel', 'automerge')
+  await ok(server, 'POST', `/api/docs/${am}/messages`, owner.token, { body: 'so the document has content' }, 201)
+  const repos = [0, 1].map(() => openRepo(server, { token: owner.token }))
+  for (const r of repos) cleanups.push(() => closeRepo(r))
+  for (const r of repos) await waitFor(() => serverPeerId(r) !== undefined, WAIT_MS, 'handshake')
+  const [ha, hb] = await Promise.all(repos.map((r) => findEventually(r.repo, am)))
+  const seen = []
+  hb.on('ephemeral-message', ({ message }) => seen.push(message))
+  await waitFor(() => {
+    ha.broadcast({ user: { id: owner.id, name: 'Owner', color: '#c33' }, typing: { in: 'channel', at: Date.now() } })
+    return seen.some((m) => m.user?.id === owner.id && m.typing?.in === 'channel')
+  }, WAIT_MS, 'B receives A typing')
 })
