@@ -188,6 +188,10 @@ pub struct Settings {
     /// many; more get HTTP 429 with `Retry-After`. `0`: unlimited [default: 1200].
     #[arg(long, env = "WEFT_WS_CONNECTS_PER_ADDRESS_PER_MINUTE")]
     pub ws_connects_per_address_per_minute: Option<u32>,
+    /// Messages a channel document or segment holds before REST posts continue in a new segment
+    /// (`docs/schemas.md`, Long channels); at least 2 [default: 5000].
+    #[arg(long, env = "WEFT_CHANNEL_SEGMENT_MESSAGES")]
+    pub channel_segment_messages: Option<u32>,
     /// What a connection without a token may do to free documents (those not created through the
     /// API): `none`, `read` or `write` [default: `write` on a loopback address with no
     /// `jwt_secret`; `none` with one]. Listening elsewhere with no `jwt_secret` requires choosing.
@@ -271,6 +275,7 @@ impl Settings {
             ws_connects_per_address_per_minute: self
                 .ws_connects_per_address_per_minute
                 .or(lower.ws_connects_per_address_per_minute),
+            channel_segment_messages: self.channel_segment_messages.or(lower.channel_segment_messages),
             idp_issuer: self.idp_issuer.or(lower.idp_issuer),
             idp_audience: self.idp_audience.or(lower.idp_audience),
             idp_secret: self.idp_secret.or(lower.idp_secret),
@@ -330,6 +335,8 @@ pub struct Config {
     pub identity_provider: Option<crate::auth::providers::ProviderConfig>,
     /// What a connection without a token may do to free documents.
     pub anonymous: Anonymous,
+    /// Messages a channel document or segment holds before REST posts open a new segment.
+    pub channel_segment_messages: usize,
 }
 
 impl Config {
@@ -471,6 +478,7 @@ impl Config {
             hocuspocus_ping: Duration::from_secs(15),
             identity_provider,
             anonymous,
+            channel_segment_messages: s.channel_segment_messages.unwrap_or(5000).max(2) as usize,
         })
     }
 }

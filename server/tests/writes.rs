@@ -366,3 +366,137 @@ async fn an_answered_rest_write_survives_sigkill() {
     }
     server.kill();
 }
+
+#[tokio::test]
+async fn a_long_channel_continues_in_segments_and_reads_across_them() {
+    let dir = temp_dir();
+    let mut config = weft::config::Config::with_data_dir(dir.path());
+    config.channel_segment_messages = 3;
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let ws = create_workspace(&api, &ada, "Acme").await;
+    let val = member(&api, &ada, &ws, "val@example.com", "viewer").await;
+    for crdt in ["yjs", "automerge"] {
+        let channel = create(&api, &ada, &ws, "channel", crdt).await;
+        let messages = format!("/api/docs/{channel}/messages");
+        let mut ids: Vec<String> = Vec::new();
+        for i in 0..8 {
+            let parent = (i == 7).then(|| ids[0].clone());
+            let (status, m) = call(
+                &api,
+                Method::POST,
+                &messages,
+                &ada,
+                json!({ "body": format!("m{i}"), "parent": parent }),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{crdt} {i}: {m}");
+            ids.push(m["id"].as_str().unwrap().to_owned());
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        // The channel document lists its segments; they are not documents of their own.
+        let (_, listed) = api.get(&format!("/api/workspaces/{ws}/docs?kind=channel"), Some(&ada.token)).await;
+        assert_eq!(
+            listed["documents"].as_array().map(Vec::len),
+            Some(if crdt == "yjs" { 1 } else { 2 }),
+            "{listed}"
+        );
+        // Pages newest first across segments, every channel message once.
+        let mut seen = Vec::new();
+        let mut next: Option<Value> = None;
+        loop {
+            let path = match &next {
+                Some(c) => format!(
+                    "{messages}?limit=2&before_at={}&before_id={}",
+                    c["at"],
+                    c["id"].as_str().unwrap()
+                ),
+                None => format!("{messages}?limit=2"),
+            };
+            let (status, page) = api.get(&path, Some(&val.token)).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            seen.extend(
+                page["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned()),
+            );
+            next = page.get("next").filter(|n| !n.is_null()).cloned();
+            if next.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, ["m6", "m5", "m4", "m3", "m2", "m1", "m0"], "{crdt}");
+        // A thread across segments; edits and reactions reach a message in the first part.
+        let (_, thread) = api.get(&format!("{messages}/{}/thread", ids[0]), Some(&val.token)).await;
+        assert_eq!(
+            (thread["parent"]["replies"].as_u64(), thread["replies"][0]["body"].as_str()),
+            (Some(1), Some("m7"))
+        );
+        let (status, edited) = call(
+            &api,
+            Method::PATCH,
+            &format!("{messages}/{}", ids[0]),
+            &ada,
+            json!({ "body": "first, edited" }),
+        )
+        .await;
+        assert_eq!((status, edited["body"].as_str()), (StatusCode::OK, Some("first, edited")));
+        assert_eq!(
+            call(&api, Method::PUT, &format!("{messages}/{}/reactions/ok", ids[1]), &ada, Value::Null)
+                .await
+                .0,
+            StatusCode::NO_CONTENT
+        );
+        // Repeating a post with its id writes it where it is.
+        let (status, again) =
+            call(&api, Method::POST, &messages, &ada, json!({ "body": "m1", "id": ids[1] })).await;
+        assert_eq!((status, again["reactions"][0]["emoji"].as_str()), (StatusCode::CREATED, Some("ok")));
+        // A segment is read and written with the channel's access: a viewer reads it, no one else.
+        let (_, head) = api.get(&format!("/api/docs/{channel}"), Some(&ada.token)).await;
+        assert_eq!(head["kind"], "channel");
+        let out = person(&api, &format!("out-{crdt}@example.com")).await;
+        let (status, _) = api.get(&messages, Some(&out.token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    // A y-websocket client opens the newest segment by the id the channel lists, and sees posts.
+    let channel = create(&api, &ada, &ws, "channel", "yjs").await;
+    for i in 0..4 {
+        call(
+            &api,
+            Method::POST,
+            &format!("/api/docs/{channel}/messages"),
+            &ada,
+            json!({ "body": format!("x{i}") }),
+        )
+        .await;
+    }
+    let head = common::client(&format!("{}?token={}", server.yjs_url(&channel), val.token)).await;
+    eventually("the channel's segments arrive", || {
+        let segments = head.doc().get_or_insert_array("segments");
+        yrs::Array::len(&segments, &head.doc().transact()) > 0
+    })
+    .await;
+    let segment = {
+        let doc = head.doc();
+        let segments = doc.get_or_insert_array("segments");
+        let txn = doc.transact();
+        let yrs::Out::YMap(last) =
+            yrs::Array::get(&segments, &txn, yrs::Array::len(&segments, &txn) - 1).unwrap()
+        else {
+            panic!("a segment entry")
+        };
+        match last.get(&txn, "id") {
+            Some(Out::Any(yrs::Any::String(id))) => id.to_string(),
+            other => panic!("segment id {other:?}"),
+        }
+    };
+    head.stop().await;
+    let live = common::client(&format!("{}?token={}", server.yjs_url(&segment), val.token)).await;
+    let (_, posted) =
+        call(&api, Method::POST, &format!("/api/docs/{channel}/messages"), &ada, json!({ "body": "live" }))
+            .await;
+    let id = posted["id"].as_str().unwrap().to_owned();
+    eventually("the segment's client sees the post", || body_in(live.doc(), &id).as_deref() == Some("live"))
+        .await;
+    live.stop().await;
+    server.stop().await;
+}

@@ -315,13 +315,23 @@ impl Policy {
     /// clients reconnect and are served with the new access). Returns how many it closed.
     pub async fn recheck(&self, affected: Affected) -> usize {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        // A channel's segments are decided as the channel: a change to it reaches their connections.
+        let segments = match &affected {
+            Affected::Document(doc) => self.inner.storage.segments_of(doc).await.unwrap_or_else(|err| {
+                tracing::error!(doc = %doc, error = %err, "segments could not be listed for a recheck");
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
         let candidates: Vec<(u64, String, DocId, Access, PeerLink)> = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             live.iter()
                 .filter(|(_, l)| match &affected {
                     Affected::Member { workspace, user } => l.workspace == *workspace && l.user == *user,
                     Affected::Workspace(workspace) => l.workspace == *workspace,
-                    Affected::Document(doc) => l.doc.as_str() == doc,
+                    Affected::Document(doc) => {
+                        l.doc.as_str() == doc || segments.iter().any(|s| s == l.doc.as_str())
+                    }
                 })
                 .map(|(id, l)| (*id, l.user.clone(), l.doc.clone(), l.access, l.link.clone()))
                 .collect()

@@ -151,12 +151,30 @@ fn finish(
     Ok(doc)
 }
 
+/// Workspace document `id`. A channel segment answers as its channel (the channel's key, flags,
+/// members and title: its access is the channel's) with its own id and CRDT.
 fn document_by_id(conn: &Connection, id: &str) -> Result<Option<(i64, Document)>, StorageError> {
+    let segment_of: Option<Option<String>> = conn
+        .query_row(
+            "SELECT segment_of FROM documents WHERE name = ?1 AND workspace IS NOT NULL",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let (lookup, segment) = match segment_of {
+        None => return Ok(None),
+        Some(Some(channel)) => (channel, true),
+        Some(None) => (id.to_owned(), false),
+    };
     let sql =
         format!("SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE d.name = ?1 AND d.workspace IS NOT NULL");
-    let Some(raw) = conn.query_row(&sql, [id], document_row).optional()? else { return Ok(None) };
+    let Some(raw) = conn.query_row(&sql, [&lookup], document_row).optional()? else { return Ok(None) };
     let key = raw.0;
-    Ok(Some((key, finish(conn, raw)?)))
+    let mut document = finish(conn, raw)?;
+    if segment {
+        document.id = id.to_owned();
+    }
+    Ok(Some((key, document)))
 }
 
 /// Checks that every one of `members` belongs to `workspace`.
@@ -286,7 +304,7 @@ impl Storage {
             Ok((|| {
                 let sql = format!(
                     "SELECT {DOCUMENT_COLUMNS} FROM documents d
-                     WHERE d.workspace = ?1 AND d.deleted_at IS NULL AND d.key < ?2
+                     WHERE d.workspace = ?1 AND d.deleted_at IS NULL AND d.key < ?2 AND d.segment_of IS NULL
                        AND (?3 IS NULL OR d.kind = ?3) AND ((d.archived_at IS NOT NULL) = ?4)
                        AND (d.private = 0 OR EXISTS (SELECT 1 FROM document_members dm
                                                      WHERE dm.doc = d.key AND dm.user_id = ?5))
@@ -391,6 +409,50 @@ impl Storage {
                 },
             )?;
             Ok(true)
+        })
+        .await
+    }
+
+    /// Adds segment `segment` (a new document of `crdt`) to channel `channel`; see
+    /// [`Storage::segments_of`].
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails, or `channel` is not a workspace document.
+    pub async fn create_segment(
+        &self,
+        channel: &str,
+        segment: &str,
+        crdt: Crdt,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let (channel, segment) = (channel.to_owned(), segment.to_owned());
+        self.run(move |conn| {
+            let added = conn
+                .execute(
+                    "INSERT INTO documents (name, crdt, created_at, workspace, kind, title, created_by, segment_of)
+                     SELECT ?1, ?2, ?3, workspace, 'channel', title, created_by, name FROM documents
+                     WHERE name = ?4 AND workspace IS NOT NULL AND segment_of IS NULL",
+                    params![segment, crdt.as_str(), now_ms, channel],
+                )
+                .map_err(|e| taken(e, "document id"))?;
+            if added == 0 {
+                return Err(StorageError::Corrupt(format!("{channel} is not a channel to segment")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The segment documents of channel `channel`, oldest first.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    pub async fn segments_of(&self, channel: &str) -> Result<Vec<String>, StorageError> {
+        let channel = channel.to_owned();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name FROM documents WHERE segment_of = ?1 ORDER BY key")?;
+            stmt.query_map([channel], |row| row.get(0))?.collect::<rusqlite::Result<_>>()
         })
         .await
     }

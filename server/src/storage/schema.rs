@@ -143,6 +143,11 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (doc, user_id)
      ) WITHOUT ROWID;
      CREATE INDEX document_members_by_user ON document_members (user_id);",
+    // 6: channel segments. A long channel's later messages live in segment documents, each a
+    //    workspace document of kind `channel` whose `segment_of` names the channel; access,
+    //    archiving and deletion are the channel's (`docs/schemas.md`, Long channels).
+    "ALTER TABLE documents ADD COLUMN segment_of TEXT;
+     CREATE INDEX documents_by_channel ON documents (segment_of) WHERE segment_of IS NOT NULL;",
 ];
 
 /// Brings the database up to the latest schema.

@@ -17,7 +17,7 @@
 
 use automerge::{Automerge, ObjType, ReadDoc, Value as AmValue};
 use serde::Serialize;
-use yrs::{Any, Map, Out, ReadTxn};
+use yrs::{Any, Array, Map, Out, ReadTxn};
 
 use super::read::{Field, Fields, automerge_field, yjs_field};
 use super::write::{Change, Value, strings};
@@ -57,6 +57,19 @@ pub struct Message {
     pub mentions: Vec<String>,
     /// How many thread replies it has.
     pub replies: usize,
+    /// The `parent` as written, kept when this document alone does not hold it (a reply in a
+    /// later segment than its thread's start): [`Channel::merged`] looks for it across segments.
+    #[serde(skip)]
+    pub written_parent: Option<String>,
+}
+
+/// A later segment of a long channel: a document holding the messages posted from `from` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// The segment document's id.
+    pub id: String,
+    /// When it started taking messages (milliseconds since the Unix epoch).
+    pub from: i64,
 }
 
 /// The channel: its topic, its messages oldest first (by `at`, then id), and what could not be
@@ -67,6 +80,8 @@ pub struct Channel {
     pub topic: String,
     /// Every message, thread replies included.
     pub messages: Vec<Message>,
+    /// Its later segments, oldest first (root array `segments` of the channel document).
+    pub segments: Vec<Segment>,
     /// What the projection left out or defaulted, and why.
     pub skipped: Vec<Skipped>,
 }
@@ -98,7 +113,35 @@ impl Channel {
     pub fn thread(&self, parent: &str) -> Vec<&Message> {
         self.messages.iter().filter(|m| m.parent.as_deref() == Some(parent)).collect()
     }
+
+    /// The channel document and segments read so far (`parts`, the channel document first) as one
+    /// channel: every message once (a message in two parts, which only an interrupted copy leaves,
+    /// counts once: the later part's), threads and reply counts across parts, the channel
+    /// document's topic and segment list.
+    pub fn merged(parts: Vec<Channel>) -> Channel {
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else { return Channel::default() };
+        let (topic, segments) = (first.topic.clone(), first.segments.clone());
+        let mut by_id = std::collections::HashMap::new();
+        let mut skipped = Vec::new();
+        for part in std::iter::once(first).chain(parts) {
+            for m in part.messages {
+                by_id.insert(m.id.clone(), m);
+            }
+            skipped.extend(part.skipped.into_iter().filter(|s| s.reason != NO_PARENT));
+        }
+        let messages = by_id
+            .into_values()
+            .map(|m| Message { parent: m.written_parent.clone(), replies: 0, ..m })
+            .collect();
+        let mut channel = assemble(topic, messages, skipped);
+        channel.segments = segments;
+        channel
+    }
 }
+
+/// Why a reply's parent was dropped.
+const NO_PARENT: &str = "names no message";
 
 fn message<G: Fn(&str) -> Option<Field>>(mut fields: Fields<'_, G>) -> Message {
     let deleted = fields.flag("deleted");
@@ -110,7 +153,8 @@ fn message<G: Fn(&str) -> Option<Field>>(mut fields: Fields<'_, G>) -> Message {
         mentions: if deleted { Vec::new() } else { mentions(&body) },
         body: if deleted { String::new() } else { body },
         at: fields.number("at", true).map_or(0, whole),
-        parent: fields.string("parent"),
+        parent: None,
+        written_parent: fields.string("parent"),
         attachments: fields.strings("attachments"),
         edited_at: fields.number("editedAt", true).map(whole),
         deleted,
@@ -128,22 +172,24 @@ fn assemble(topic: String, mut messages: Vec<Message>, mut skipped: Vec<Skipped>
     let ids: std::collections::HashSet<String> = messages.iter().map(|m| m.id.clone()).collect();
     let mut counts = std::collections::HashMap::<String, usize>::new();
     for m in &mut messages {
-        if let Some(parent) = &m.parent {
+        if let Some(parent) = &m.written_parent {
             if ids.contains(parent) && *parent != m.id {
                 *counts.entry(parent.clone()).or_default() += 1;
+                m.parent = Some(parent.clone());
             } else {
-                skipped.push(Skipped {
-                    path: format!("messages/{}/parent", m.id),
-                    reason: "names no message".into(),
-                });
-                m.parent = None;
+                skipped.push(Skipped { path: format!("messages/{}/parent", m.id), reason: NO_PARENT.into() });
             }
         }
     }
     for m in &mut messages {
         m.replies = counts.get(&m.id).copied().unwrap_or(0);
     }
-    Channel { topic, messages, skipped }
+    Channel { topic, messages, segments: Vec::new(), skipped }
+}
+
+fn segment<G: Fn(&str) -> Option<Field>>(mut fields: Fields<'_, G>) -> Option<Segment> {
+    let id = fields.string("id")?;
+    Some(Segment { id, from: fields.number("from", true).map_or(0, |n| n as i64) })
 }
 
 /// The channel of a Yjs document.
@@ -167,7 +213,20 @@ pub fn from_yjs<T: ReadTxn>(txn: &T) -> Channel {
             messages.push(message(Fields::new("messages", id, get, &mut skipped)));
         }
     }
-    assemble(topic, messages, skipped)
+    let mut segments = Vec::new();
+    if let Some(array) = txn.get_array("segments") {
+        for (i, value) in array.iter(txn).enumerate() {
+            let Out::YMap(fields) = value else {
+                skipped.push(Skipped { path: format!("segments/{i}"), reason: "not a map".into() });
+                continue;
+            };
+            let get = |key: &str| fields.get(txn, key).map(|out| yjs_field(txn, out));
+            segments.extend(segment(Fields::new("segments", &i.to_string(), get, &mut skipped)));
+        }
+    }
+    let mut channel = assemble(topic, messages, skipped);
+    channel.segments = segments;
+    channel
 }
 
 /// The channel of an Automerge document.
@@ -192,7 +251,20 @@ pub fn from_automerge(doc: &Automerge) -> Channel {
             messages.push(message(Fields::new("messages", &id, get, &mut skipped)));
         }
     }
-    assemble(topic, messages, skipped)
+    let mut segments = Vec::new();
+    if let Ok(Some((AmValue::Object(ObjType::List), list))) = doc.get(&root, "segments") {
+        for i in 0..doc.length(&list) {
+            let Ok(Some((AmValue::Object(ObjType::Map), fields))) = doc.get(&list, i) else {
+                skipped.push(Skipped { path: format!("segments/{i}"), reason: "not a map".into() });
+                continue;
+            };
+            let get = |key: &str| automerge_field(doc, &fields, key);
+            segments.extend(segment(Fields::new("segments", &i.to_string(), get, &mut skipped)));
+        }
+    }
+    let mut channel = assemble(topic, messages, skipped);
+    channel.segments = segments;
+    channel
 }
 
 /// A message to post with [`post`].
@@ -225,6 +297,12 @@ pub fn post(message: &NewMessage<'_>) -> Vec<Change> {
         changes.push(Change::set(&path("parent"), parent));
     }
     changes
+}
+
+/// The changes that list segment document `id`, taking messages from `from` on, as the channel's
+/// newest segment (written to the channel document).
+pub fn add_segment(id: &str, from: i64) -> Vec<Change> {
+    vec![Change::push("segments", vec![("id", Value::from(id)), ("from", Value::Int(from))])]
 }
 
 /// The changes that replace message `id`'s body (edited in place) at time `at`.

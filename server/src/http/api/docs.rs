@@ -114,7 +114,7 @@ fn members(list: Vec<String>) -> Result<Vec<String>, ApiError> {
 
 /// A new document id: 16 random bytes as an automerge-repo document id (base58check), which
 /// every dialect accepts as a document name.
-fn new_id() -> Result<String, ApiError> {
+pub(super) fn new_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random bytes: {e}"))?;
     Ok(DocumentId::from_binary(&bytes).as_str().to_owned())

@@ -2,6 +2,12 @@
 //! reply (`POST`), editing and deleting one's own (`PATCH`, `DELETE …/messages/{message_id}`),
 //! and reacting (`PUT` / `DELETE …/reactions/{emoji}`). Posting, editing and deleting take
 //! `edit_document`; reacting takes `comment` (commenters may react).
+//!
+//! Long channels are segmented (`docs/schemas.md`, Long channels): once the channel's newest
+//! document holds `channel_segment_messages` messages, the next post opens a segment document
+//! (listed in the channel document's `segments`) and goes there. Reads load the channel document
+//! and then segments newest first, only as far back as the page (or the message) they need
+//! ([`view`]), so the latest page of a channel costs the same however long its history is.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,10 +20,12 @@ use weft_sync_core::access::Action;
 use weft_sync_core::domain::Projection;
 use weft_sync_core::domain::channel::{self, Channel, Cursor, Message, NewMessage};
 
-use super::{entry_id, project, writable, write};
+use super::{entry_id, of_kind, read, writable, write};
 use crate::clock::now_ms;
+use crate::http::api::docs::{document, new_id};
 use crate::http::api::{Body, Caller, Params};
 use crate::http::{ApiError, AppState};
+use crate::storage::documents::Document;
 
 /// Longest page of messages.
 const MAX_MESSAGES: usize = 100;
@@ -90,9 +98,8 @@ async fn messages(
         (None, None) => None,
         _ => return Err(ApiError::invalid("invalid_cursor", "give before_at and before_id together")),
     };
-    let Projection::Channel(channel) = project(&state, &id, &caller, DocKind::Channel).await? else {
-        return Err(ApiError::Internal(anyhow::anyhow!("a channel projection of another kind")));
-    };
+    let found = readable(&state, &id, &caller).await?;
+    let channel = view(&state, &found, Until::Page { before: before.as_ref(), limit }).await?.channel;
     let (page, next) = channel.page(before.as_ref(), limit);
     Ok(Json(Messages {
         messages: page.into_iter().cloned().collect(),
@@ -126,9 +133,8 @@ async fn thread(
     caller: Caller,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<Json<Thread>, ApiError> {
-    let Projection::Channel(channel) = project(&state, &id, &caller, DocKind::Channel).await? else {
-        return Err(ApiError::Internal(anyhow::anyhow!("a channel projection of another kind")));
-    };
+    let found = readable(&state, &id, &caller).await?;
+    let channel = view(&state, &found, Until::Message(&message_id)).await?.channel;
     let parent =
         channel.messages.iter().find(|m| m.id == message_id).cloned().ok_or(ApiError::Missing("message"))?;
     let replies = channel.thread(&message_id).into_iter().cloned().collect();
@@ -158,7 +164,7 @@ fn check_body(body: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The channel as it reads now, from `writable`'s projection.
+/// The channel as it reads now, from a projection.
 fn channel_of(now: Projection) -> Result<Channel, ApiError> {
     match now {
         Projection::Channel(channel) => Ok(channel),
@@ -166,15 +172,130 @@ fn channel_of(now: Projection) -> Result<Channel, ApiError> {
     }
 }
 
-/// Message `id` as it reads now.
-async fn find(state: &AppState, doc: &str, caller: &Caller, id: &str) -> Result<Message, ApiError> {
-    let channel = channel_of(project(state, doc, caller, DocKind::Channel).await?)?;
-    channel.messages.into_iter().find(|m| m.id == id).ok_or(ApiError::Missing("message"))
+/// The caller's channel `id`, for reading (404 for whoever may not see it).
+async fn readable(state: &AppState, id: &str, caller: &Caller) -> Result<Document, ApiError> {
+    let (found, _) = document(state, id, caller, &[]).await?;
+    of_kind(&found, DocKind::Channel)?;
+    Ok(found)
 }
 
-/// Message `id` of `channel`, which the caller wrote and did not delete.
-fn own<'a>(channel: &'a Channel, id: &str, caller: &Caller) -> Result<&'a Message, ApiError> {
-    let message = channel.messages.iter().find(|m| m.id == id).ok_or(ApiError::Missing("message"))?;
+/// How far back a read of a long channel goes.
+#[derive(Clone, Copy)]
+enum Until<'a> {
+    /// Far enough for a page of `limit` messages older than `before`.
+    Page { before: Option<&'a Cursor>, limit: usize },
+    /// Until message `id` is found, and every segment that may hold later replies of its thread
+    /// (those that end after it was posted).
+    Message(&'a str),
+}
+
+/// A channel read as far back as a request needs.
+struct View {
+    /// The parts read, merged.
+    channel: Channel,
+    /// The documents read: the channel document, then segments newest first.
+    docs: Vec<Document>,
+    /// For each message, the index in `docs` of the document holding it.
+    holder: std::collections::HashMap<String, usize>,
+    /// How many messages the newest document (where posts go) holds, when it was read.
+    newest_len: Option<usize>,
+}
+
+/// Reads channel `found`: its own document, then its segments newest first, until `until` is
+/// satisfied. A segment's messages are posted from its `from` until the next segment's, so a page
+/// stops at the first segment that ends before the oldest message it already has, and skips the
+/// segments that start after its cursor.
+async fn view(state: &AppState, found: &Document, until: Until<'_>) -> Result<View, ApiError> {
+    let head = channel_of(read(state, found).await?)?;
+    let segments = head.segments.clone();
+    let mut holder: std::collections::HashMap<String, usize> =
+        head.messages.iter().map(|m| (m.id.clone(), 0)).collect();
+    let mut newest_len = segments.is_empty().then_some(head.messages.len());
+    let mut docs = vec![found.clone()];
+    let mut parts = vec![head];
+    let mut end = i64::MAX;
+    for (k, segment) in segments.iter().enumerate().rev() {
+        let needed = match until {
+            // Not found yet, or this segment may hold later replies of its thread.
+            Until::Message(id) => parts
+                .iter()
+                .flat_map(|p| p.messages.iter())
+                .find(|m| m.id == id)
+                .is_none_or(|m| end > m.at),
+            Until::Page { before, limit } => {
+                let older =
+                    |m: &Message| before.is_none_or(|c| (m.at, m.id.as_str()) < (c.at, c.id.as_str()));
+                let have = parts
+                    .iter()
+                    .flat_map(|p| p.messages.iter())
+                    .filter(|m| m.written_parent.is_none() && older(m) && m.at >= end)
+                    .count();
+                if have > limit {
+                    false
+                } else if before.is_some_and(|c| c.at < segment.from) && k + 1 != segments.len() {
+                    // Every message of this segment is newer than the cursor: look further back.
+                    end = segment.from;
+                    continue;
+                } else {
+                    true
+                }
+            }
+        };
+        if !needed {
+            break;
+        }
+        let doc = Document { id: segment.id.clone(), ..found.clone() };
+        let part = channel_of(read(state, &doc).await?)?;
+        if k + 1 == segments.len() {
+            newest_len = Some(part.messages.len());
+        }
+        for m in &part.messages {
+            holder.insert(m.id.clone(), docs.len());
+        }
+        docs.push(doc);
+        parts.push(part);
+        end = segment.from;
+    }
+    Ok(View { channel: Channel::merged(parts), docs, holder, newest_len })
+}
+
+impl View {
+    /// The document holding message `id` and the message as it reads now.
+    fn holding(&self, id: &str) -> Result<(&Document, &Message), ApiError> {
+        let message =
+            self.channel.messages.iter().find(|m| m.id == id).ok_or(ApiError::Missing("message"))?;
+        Ok((&self.docs[self.holder[id]], message))
+    }
+}
+
+/// Message `id` as it reads now.
+async fn find(state: &AppState, found: &Document, id: &str) -> Result<Message, ApiError> {
+    let view = view(state, found, Until::Message(id)).await?;
+    view.holding(id).map(|(_, m)| m.clone())
+}
+
+/// The document new messages go to: the channel's newest, or a new segment when that one is full.
+async fn newest(state: &AppState, found: &Document, caller: &Caller) -> Result<Document, ApiError> {
+    let view = view(state, found, Until::Page { before: None, limit: 1 }).await?;
+    let full = view.newest_len.unwrap_or(0) >= state.config.channel_segment_messages;
+    let newest = match view.channel.segments.last() {
+        Some(segment) => Document { id: segment.id.clone(), ..found.clone() },
+        None => found.clone(),
+    };
+    if !full {
+        return Ok(newest);
+    }
+    let id = new_id()?;
+    let now = now_ms();
+    state.storage.create_segment(&found.id, &id, found.crdt, now).await?;
+    write(state, found, caller, channel::add_segment(&id, now)).await?;
+    tracing::info!(channel = %found.id, segment = %id, "the channel continues in a new segment");
+    Ok(Document { id, ..found.clone() })
+}
+
+/// The document holding message `id`, which the caller wrote and did not delete.
+fn own<'a>(view: &'a View, id: &str, caller: &Caller) -> Result<&'a Document, ApiError> {
+    let (holder, message) = view.holding(id)?;
     if message.author.as_deref() != Some(caller.user_id.as_str()) {
         return Err(ApiError::Denied {
             code: "not_author",
@@ -184,7 +305,7 @@ fn own<'a>(channel: &'a Channel, id: &str, caller: &Caller) -> Result<&'a Messag
     if message.deleted {
         return Err(ApiError::Conflict { code: "deleted", message: "the message was deleted" });
     }
-    Ok(message)
+    Ok(holder)
 }
 
 #[utoipa::path(
@@ -213,10 +334,9 @@ async fn post(
             format!("at most {MAX_ATTACHMENTS} file ids, each 1 to 64 letters, digits, '-' or '_'"),
         ));
     }
-    let (found, now) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    let channel = channel_of(now)?;
+    let (found, _) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
     if let Some(parent) = &new.parent
-        && !channel.messages.iter().any(|m| &m.id == parent)
+        && !view(&state, &found, Until::Message(parent)).await?.holder.contains_key(parent)
     {
         return Err(ApiError::Missing("message to reply to"));
     }
@@ -228,8 +348,14 @@ async fn post(
         parent: new.parent.as_deref(),
         attachments: &new.attachments,
     };
-    write(&state, &found, &caller, channel::post(&message)).await?;
-    Ok((StatusCode::CREATED, Json(find(&state, &doc, &caller, &id).await?)))
+    // A repeated request writes its message where it already is.
+    let existing = view(&state, &found, Until::Message(&id)).await?;
+    let target = match existing.holder.get(&id) {
+        Some(&index) => existing.docs[index].clone(),
+        None => newest(&state, &found, &caller).await?,
+    };
+    write(&state, &target, &caller, channel::post(&message)).await?;
+    Ok((StatusCode::CREATED, Json(find(&state, &found, &id).await?)))
 }
 
 /// A message's new text.
@@ -257,10 +383,11 @@ async fn edit(
     Body(change): Body<MessageEdit>,
 ) -> Result<Json<Message>, ApiError> {
     check_body(&change.body)?;
-    let (found, now) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    own(&channel_of(now)?, &message_id, &caller)?;
-    write(&state, &found, &caller, channel::edit(&message_id, &change.body, now_ms())).await?;
-    Ok(Json(find(&state, &doc, &caller, &message_id).await?))
+    let (found, _) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
+    let view = view(&state, &found, Until::Message(&message_id)).await?;
+    let holder = own(&view, &message_id, &caller)?;
+    write(&state, holder, &caller, channel::edit(&message_id, &change.body, now_ms())).await?;
+    Ok(Json(find(&state, &found, &message_id).await?))
 }
 
 #[utoipa::path(
@@ -277,9 +404,10 @@ async fn delete(
     caller: Caller,
     Path((doc, message_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (found, now) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    own(&channel_of(now)?, &message_id, &caller)?;
-    write(&state, &found, &caller, channel::delete(&message_id)).await?;
+    let (found, _) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
+    let view = view(&state, &found, Until::Message(&message_id)).await?;
+    let holder = own(&view, &message_id, &caller)?;
+    write(&state, holder, &caller, channel::delete(&message_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,13 +423,13 @@ async fn reaction(
     if emoji.is_empty() || emoji.chars().count() > 32 || emoji.chars().any(char::is_control) {
         return Err(ApiError::invalid("invalid_emoji", "a reaction is 1 to 32 characters"));
     }
-    let (found, now) = writable(state, doc, caller, DocKind::Channel, Action::Comment).await?;
-    let channel = channel_of(now)?;
-    let message = channel.messages.iter().find(|m| m.id == message_id).ok_or(ApiError::Missing("message"))?;
+    let (found, _) = writable(state, doc, caller, DocKind::Channel, Action::Comment).await?;
+    let view = view(state, &found, Until::Message(message_id)).await?;
+    let (holder, message) = view.holding(message_id)?;
     if message.deleted && on {
         return Err(ApiError::Conflict { code: "deleted", message: "the message was deleted" });
     }
-    write(state, &found, caller, channel::react(message_id, emoji, &caller.user_id, on)).await?;
+    write(state, holder, caller, channel::react(message_id, emoji, &caller.user_id, on)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
