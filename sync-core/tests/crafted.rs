@@ -434,3 +434,55 @@ fn a_subdocument_is_refused_with_a_reason_and_the_others_keep_editing() {
     assert!(closes(&send(&mut relay, B, &Message::Update(editor.append("still here")).encode())).is_empty());
     assert_eq!(text_of(&join_and_load(&mut relay, C)), "still here");
 }
+
+#[test]
+fn a_map_entry_with_a_right_origin_is_refused_and_a_concurrent_honest_set_still_converges() {
+    // Found by fuzzing (`fuzz/regressions/yjs_relay/map-entry-with-a-right-origin`): client 1 sets
+    // m.k3 and m.k2 and then m.k2 again; a forged item of client 2 names that value as its right
+    // origin; client 3, offline since the first set, sets m.k2 too. Accepting the forged item left
+    // the replica with m.k2 = client 1's value, and a document loaded from its state with client 3's.
+    let first =
+        hex("010301002801016d026b33017a1eaa2faaffffffff2801016d026b32017a0a1e1e1e1e1e1e1e08010161017800");
+    let second = hex("01010103a80101017a0101280803e801010101010101");
+    let forged = hex("01010200480103017800");
+    let offline = hex("01010300a80101017a0101017d78aaaaaa0101010101");
+    let mut relay = Relay::new(RelayLimits::default());
+    join_synced(&mut relay, A);
+    join_synced(&mut relay, B);
+    join_synced(&mut relay, C);
+    let mut log = Vec::new();
+    let mut feed = |relay: &mut Relay, peer, update: &Bytes| {
+        let out = send(relay, peer, &Message::Update(update.clone()).encode());
+        log.extend(out.iter().filter_map(|e| match e {
+            Event::Append { seq, update, .. } => Some((*seq, update.clone())),
+            _ => None,
+        }));
+        closes(&out)
+    };
+    assert!(feed(&mut relay, A, &first).is_empty());
+    assert!(feed(&mut relay, A, &second).is_empty());
+    let closed = feed(&mut relay, B, &forged);
+    assert_eq!((closed.len(), closed[0].1), (1, CloseCode::InvalidUpdate), "{closed:?}");
+    assert!(closed[0].2.contains("map entry with a right origin"), "{}", closed[0].2);
+    assert!(feed(&mut relay, C, &offline).is_empty());
+    let loaded = Relay::load(RelayLimits::default(), None, log.iter().map(|(s, u)| (*s, u.as_ref())));
+    assert!(loaded.quarantined.is_empty(), "{:?}", loaded.quarantined);
+    let value = |relay: &Relay| {
+        relay
+            .read(|doc| {
+                let txn = doc.transact();
+                yrs::Map::get(&txn.get_map("m").unwrap(), &txn, "k2").map(|v| format!("{v:?}"))
+            })
+            .unwrap()
+    };
+    assert_eq!(value(&relay), value(&loaded.relay));
+    let (state, snapshot) = relay
+        .read(|doc| {
+            let txn = doc.transact();
+            (txn.encode_state_as_update_v1(&StateVector::default()), txn.snapshot())
+        })
+        .unwrap();
+    let fresh = Doc::new();
+    fresh.transact_mut().apply_update(Update::decode_v1(&state).unwrap()).unwrap();
+    assert!(fresh.transact().snapshot() == snapshot, "the state loads back as the replica");
+}

@@ -10,7 +10,9 @@
 //! from neighbours in one list, so [`Anchors::check`] refuses such an update before it is applied.
 //! It refuses, too, an item with one collected and one live neighbour: yrs places it by the live
 //! one alone, and a document loaded from the replica's state then places later edits beside it
-//! differently (found by fuzzing too).
+//! differently (found by fuzzing too); and a map entry with a right origin, which honest map
+//! writes never have and after which the replica and a document loaded from it pick different
+//! values for the key (found by fuzzing; Yjs in JavaScript diverges the same way).
 //!
 //! yrs does not expose an item's parent, so [`Anchors`] keeps its own index: for each client, runs
 //! of clocks and the place their items went, appended as updates are applied (consecutive items in
@@ -152,6 +154,14 @@ impl Anchors {
             let collected = sides.contains(&Some(Place::Collected));
             if collected && sides.iter().any(|side| matches!(side, Some(Place::In { .. }))) {
                 return Err(format!("its item {} lies between collected content and a live type", name()));
+            }
+            // A map entry is written with its key's current value as its left origin and nothing
+            // to its right (Yjs's and yrs's map set; an undone entry is redone the same way). One
+            // with a right origin sits before a value of its key: yrs then deletes it or the value
+            // depending on what else the key's list holds when it arrives, so the replica and a
+            // document loaded from its state choose different values (and Yjs does the same).
+            if matches!(place, Place::In { key: Some(_), .. }) && part.origins[1].is_some() {
+                return Err(format!("its item {} is a map entry with a right origin", name()));
             }
             if *place != Place::Collected {
                 for origin in part.linked.iter().flatten() {

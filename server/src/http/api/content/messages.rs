@@ -217,11 +217,9 @@ async fn view(state: &AppState, found: &Document, until: Until<'_>) -> Result<Vi
     for (k, segment) in segments.iter().enumerate().rev() {
         let needed = match until {
             // Not found yet, or this segment may hold later replies of its thread.
-            Until::Message(id) => parts
-                .iter()
-                .flat_map(|p| p.messages.iter())
-                .find(|m| m.id == id)
-                .is_none_or(|m| end > m.at),
+            Until::Message(id) => {
+                parts.iter().flat_map(|p| p.messages.iter()).find(|m| m.id == id).is_none_or(|m| end > m.at)
+            }
             Until::Page { before, limit } => {
                 let older =
                     |m: &Message| before.is_none_or(|c| (m.at, m.id.as_str()) < (c.at, c.id.as_str()));
