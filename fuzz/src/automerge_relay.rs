@@ -1,7 +1,8 @@
 //! The Automerge relay target: three automerge-repo peers, honest (real `automerge` documents with
 //! sync states that edit and sync) and hostile (raw, replayed and corrupted sync messages,
 //! ephemeral messages), drive one [`Relay`] through joins, leaves, durability reports,
-//! compaction, crashes and rebuilds, with a storage shell that behaves like the room's.
+//! compaction, crashes and rebuilds, with a storage shell that behaves like the room's; the relay
+//! also makes REST writes of its own (`Relay::write` with the domain's changes).
 //!
 //! Asserted, after every step: the relay is never poisoned; its snapshot verifies (saves, loads
 //! back strictly with the same heads); a reload from what it logged never quarantines anything and
@@ -99,8 +100,12 @@ impl Sim {
 
     fn step(&mut self, u: &mut Unstructured) -> Result<()> {
         let k = u.choose_index(PEERS)?;
-        match u.int_in_range(0..=11u8)? {
+        match u.int_in_range(0..=12u8)? {
             0 => self.join(k, u.ratio(1, 8)?),
+            12 => {
+                let changes = crate::rest_write(u)?;
+                let _ = self.relay.write(|tx| weft_sync_core::domain::write::apply_automerge(tx, &changes));
+            }
             1 => self.leave(k),
             2 | 3 => {
                 self.edit(k, u)?;

@@ -44,6 +44,46 @@ pub fn quiet_contained_panics() {
     }
 }
 
+/// A REST write, as the server's routes build them (`weft_sync_core::domain`): the relays apply it
+/// as their own update (`Relay::write`), beside the peers' traffic.
+pub(crate) fn rest_write(
+    u: &mut arbitrary::Unstructured,
+) -> arbitrary::Result<Vec<weft_sync_core::domain::write::Change>> {
+    use weft_sync_core::domain::{board, channel, document, whiteboard};
+    let id = format!("e{}", u.int_in_range(0..=3u8)?);
+    let text = ascii(u, 8)?;
+    Ok(match u.int_in_range(0..=7u8)? {
+        0 => channel::post(&channel::NewMessage {
+            id: &id,
+            author: "u-a",
+            body: &text,
+            at: u.int_in_range(0..=1_000i64)?,
+            parent: u.arbitrary::<bool>()?.then_some("e0"),
+            attachments: &[],
+        }),
+        1 => channel::edit(&id, &text, 2_000),
+        2 => channel::react(&id, "ok", "u-b", u.arbitrary()?),
+        3 => channel::delete(&id),
+        4 => board::TaskChange { title: Some(text), order: Some(1.5), ..board::TaskChange::default() }
+            .changes(&id),
+        5 => board::add_column(&id, &text),
+        6 => whiteboard::ShapeChange {
+            x: Some(f64::from(u.int_in_range(0..=9u8)?)),
+            text: Some(text),
+            ..Default::default()
+        }
+        .changes(&id),
+        _ => document::add_comment(&document::NewComment {
+            id: &id,
+            author: "u-a",
+            body: &text,
+            at: 3,
+            parent: None,
+            anchor: u.arbitrary::<bool>()?.then_some((0, 1)),
+        }),
+    })
+}
+
 /// Up to `max` ASCII letters: what the honest editors type (text offsets then mean the same in
 /// every encoding yrs and automerge count in).
 pub(crate) fn ascii(u: &mut arbitrary::Unstructured, max: usize) -> arbitrary::Result<String> {

@@ -1,6 +1,7 @@
 //! The Yjs relay target: three peers, honest (real yrs documents that edit and sync) and hostile
 //! (raw, replayed and corrupted frames), drive one [`Relay`] through joins, leaves, durability
-//! reports, compaction, crashes and rebuilds, with a storage shell that behaves like the room's.
+//! reports, compaction, crashes and rebuilds, with a storage shell that behaves like the room's;
+//! the relay also makes REST writes of its own (`Relay::write` with the domain's changes).
 //!
 //! Asserted, after every step: the relay is never poisoned (that would mean a write got past the
 //! rules and broke the replica); the replica encodes its full state and a diff for every state
@@ -96,8 +97,12 @@ impl Sim {
 
     fn step(&mut self, u: &mut Unstructured) -> Result<()> {
         let k = u.choose_index(PEERS)?;
-        match u.int_in_range(0..=11u8)? {
+        match u.int_in_range(0..=12u8)? {
             0 => self.join(k, u.ratio(1, 8)?),
+            12 => {
+                let changes = crate::rest_write(u)?;
+                let _ = self.relay.write(|txn| weft_sync_core::domain::write::apply_yjs(txn, &changes));
+            }
             1 => self.leave(k),
             2 | 3 => match self.edit(k, u)? {
                 Some(update) => {
