@@ -1,5 +1,5 @@
 // The document layouts of docs/schemas.md, written by the real clients and read back over REST:
-// a `yjs` client (through y-websocket) writes a document's text, a task, a message with a reply
+// a `yjs` client (through y-websocket) writes a document's text and an anchored comment, a task, a message with a reply
 // and a reaction, and a shape exactly as the schema examples do; an `@automerge/automerge-repo`
 // client writes a task to an Automerge board. The server's projections read each back through
 // `/api/docs/{id}/…`. Every test has its own server and is bounded in time.
@@ -56,6 +56,24 @@ test('yjs clients write every layout as docs/schemas.md shows; REST reads them b
   doc.getText('content').insert(0, 'First paragraph\nSecond *paragraph*')
   const blocks = await readUntil(`/api/docs/${docId}/content`, (b) => b.blocks.length === 2)
   assert.equal(blocks.blocks[1].spans[0].text, 'Second *paragraph*')
+  // A comment anchored to "paragraph" of the first line, as docs/schemas.md shows.
+  const text = doc.getText('content')
+  const anchor = (index, assoc) =>
+    Array.from(Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(text, index, assoc)))
+  doc.transact(() => {
+    const c = new Y.Map()
+    doc.getMap('comments').set('c-1', c)
+    c.set('author', 'u-ada')
+    c.set('body', 'Which one? <@u-bob>')
+    c.set('at', Date.now())
+    c.set('anchorStart', anchor(6, 0))
+    c.set('anchorEnd', anchor(15, -1))
+  })
+  const comments = await readUntil(`/api/docs/${docId}/comments`, (b) => b.comments.length === 1)
+  assert.deepEqual(
+    [comments.comments[0].quote, comments.comments[0].mentions],
+    ['paragraph', ['u-bob']]
+  )
 
   // board: a column and a task, then a move.
   const boardId = await open('board')

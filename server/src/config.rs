@@ -189,7 +189,7 @@ pub struct Settings {
     #[arg(long, env = "WEFT_WS_CONNECTS_PER_ADDRESS_PER_MINUTE")]
     pub ws_connects_per_address_per_minute: Option<u32>,
     /// Messages a channel document or segment holds before REST posts continue in a new segment
-    /// (`docs/schemas.md`, Long channels); at least 2 [default: 5000].
+    /// (`docs/schemas.md`, Long channels); at least 2 [default: 2000].
     #[arg(long, env = "WEFT_CHANNEL_SEGMENT_MESSAGES")]
     pub channel_segment_messages: Option<u32>,
     /// What a connection without a token may do to free documents (those not created through the
@@ -478,7 +478,7 @@ impl Config {
             hocuspocus_ping: Duration::from_secs(15),
             identity_provider,
             anonymous,
-            channel_segment_messages: s.channel_segment_messages.unwrap_or(5000).max(2) as usize,
+            channel_segment_messages: s.channel_segment_messages.unwrap_or(2000).max(2) as usize,
         })
     }
 }

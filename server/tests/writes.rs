@@ -92,6 +92,18 @@ async fn messages_are_written_over_rest_and_reach_connected_clients_live() {
         let (status, body) = call(&api, method, &path, &val, body).await;
         assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "{path}");
     }
+    // A non-member learns nothing: every write route answers as for a missing document.
+    let out = person(&api, "out@example.com").await;
+    for (method, path, body) in [
+        (Method::POST, messages.clone(), json!({ "body": "hi" })),
+        (Method::PUT, reactions.clone(), Value::Null),
+        (Method::DELETE, format!("{messages}/m1"), Value::Null),
+        (Method::POST, format!("/api/docs/{channel}/tasks"), json!({ "title": "t" })),
+        (Method::POST, format!("/api/docs/{channel}/comments"), json!({ "body": "c" })),
+    ] {
+        let (status, body) = call(&api, method, &path, &out, body).await;
+        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"), "{path}");
+    }
     let (_, thread) = api.get(&format!("{messages}/m1/thread"), Some(&val.token)).await;
     assert_eq!(thread["replies"][0]["body"], "Yes");
     assert_eq!(thread["parent"]["reactions"], json!([{ "emoji": "👍", "users": [cy.id] }]));

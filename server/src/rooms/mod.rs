@@ -88,6 +88,10 @@ pub enum WriteRefused {
     /// repeating one is harmless).
     #[error("{0}")]
     Unavailable(String),
+    /// The room was unloading and never took the write; retried internally, never returned by
+    /// [`Rooms::write`].
+    #[error("room closed")]
+    RoomClosed,
 }
 
 impl JoinError {
@@ -250,6 +254,10 @@ impl Rooms {
                 continue;
             }
             match projected.await {
+                Ok(Err(JoinError::RoomClosed)) => {
+                    self.inner.forget(doc, handle.generation);
+                    tokio::task::yield_now().await;
+                }
                 Ok(result) => return result,
                 // The room stopped before answering (it was unloading or failed): ask a new one.
                 Err(_) => {
@@ -274,30 +282,30 @@ impl Rooms {
         changes: Vec<Change>,
         author: Arc<str>,
     ) -> Result<(), WriteRefused> {
-        let mut command = RoomCommand::Write { changes, author, reply: oneshot::channel().0 };
-        // A room that is gone before it takes the command is replaced; a few times at most.
+        // A room that is gone, or unloading, before it takes the command is replaced; a few times.
         for _ in 0..8 {
             if self.inner.shutdown.is_cancelled() {
                 return Err(WriteRefused::Unavailable("the server is shutting down".into()));
             }
             let handle = self.room_for(doc, crdt);
             let (reply, written) = oneshot::channel();
-            if let RoomCommand::Write { reply: slot, .. } = &mut command {
-                *slot = reply;
+            let command = RoomCommand::Write { changes: changes.clone(), author: author.clone(), reply };
+            if handle.tx.send(command).await.is_err() {
+                self.inner.forget(doc, handle.generation);
+                continue;
             }
-            match handle.tx.send(command).await {
-                Ok(()) => {}
-                Err(mpsc::error::SendError(returned)) => {
-                    command = returned;
+            match written.await {
+                Ok(Err(WriteRefused::RoomClosed)) => {
                     self.inner.forget(doc, handle.generation);
-                    continue;
+                    tokio::task::yield_now().await;
+                }
+                Ok(result) => return result,
+                Err(_) => {
+                    return Err(WriteRefused::Unavailable(
+                        "the document stopped before the write was durable; repeat it".into(),
+                    ));
                 }
             }
-            return written.await.unwrap_or_else(|_| {
-                Err(WriteRefused::Unavailable(
-                    "the document stopped before the write was durable; repeat it".into(),
-                ))
-            });
         }
         Err(WriteRefused::Unavailable("the document's room kept stopping".into()))
     }

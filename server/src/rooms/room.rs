@@ -165,7 +165,11 @@ async fn refuse_remaining(rx: &mut mpsc::Receiver<RoomCommand>, err: JoinError) 
                 let _ = reply.send(Err(err.clone()));
             }
             RoomCommand::Write { reply, .. } => {
-                let _ = reply.send(Err(WriteRefused::Unavailable(err.to_string())));
+                let refused = match err.clone() {
+                    JoinError::RoomClosed => WriteRefused::RoomClosed,
+                    other => WriteRefused::Unavailable(other.to_string()),
+                };
+                let _ = reply.send(Err(refused));
             }
             RoomCommand::Input { .. } | RoomCommand::Leave { .. } => {}
         }

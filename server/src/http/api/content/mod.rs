@@ -104,6 +104,9 @@ async fn write(
     state.rooms.write(&doc, found.crdt, changes, author).await.map_err(|err| match err {
         WriteRefused::Layout(refused) => ApiError::LayoutConflict(refused.to_string()),
         WriteRefused::TooLarge(_) => ApiError::TooLarge,
+        WriteRefused::RoomClosed => {
+            ApiError::NotReady("the document cannot take writes right now; repeat the request")
+        }
         WriteRefused::Unavailable(detail) => {
             tracing::warn!(doc = %doc, %detail, "a REST write was not made");
             ApiError::NotReady("the document cannot take writes right now; repeat the request")
