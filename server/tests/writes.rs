@@ -512,3 +512,106 @@ async fn a_long_channel_continues_in_segments_and_reads_across_them() {
     live.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_write_route_asks_the_right_action_of_every_role() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let ws = create_workspace(&api, &ada, "Acme").await;
+    let roles = [
+        ("editor", member(&api, &ada, &ws, "ed@example.com", "editor").await),
+        ("commenter", member(&api, &ada, &ws, "co@example.com", "commenter").await),
+        ("viewer", member(&api, &ada, &ws, "vi@example.com", "viewer").await),
+        ("stranger", person(&api, "st@example.com").await),
+    ];
+    let (channel, board, wb, doc) = (
+        create(&api, &ada, &ws, "channel", "yjs").await,
+        create(&api, &ada, &ws, "board", "yjs").await,
+        create(&api, &ada, &ws, "whiteboard", "yjs").await,
+        create(&api, &ada, &ws, "document", "yjs").await,
+    );
+    let m = call(&api, Method::POST, &format!("/api/docs/{channel}/messages"), &ada, json!({ "body": "hi" }))
+        .await
+        .1;
+    let t =
+        call(&api, Method::POST, &format!("/api/docs/{board}/tasks"), &ada, json!({ "title": "t" })).await.1;
+    let s =
+        call(&api, Method::POST, &format!("/api/docs/{wb}/shapes"), &ada, json!({ "type": "text" })).await.1;
+    let c =
+        call(&api, Method::POST, &format!("/api/docs/{doc}/comments"), &ada, json!({ "body": "c" })).await.1;
+    let (m, t, s, c) = (
+        m["id"].as_str().unwrap(),
+        t["id"].as_str().unwrap(),
+        s["id"].as_str().unwrap(),
+        c["id"].as_str().unwrap(),
+    );
+    // (method, path, body, whether a commenter may)
+    let routes = [
+        (Method::POST, format!("/api/docs/{channel}/messages"), json!({ "body": "x" }), false),
+        (Method::PUT, format!("/api/docs/{channel}/messages/{m}/reactions/ok"), Value::Null, true),
+        (Method::DELETE, format!("/api/docs/{channel}/messages/{m}/reactions/ok"), Value::Null, true),
+        (Method::POST, format!("/api/docs/{board}/tasks"), json!({ "title": "x" }), false),
+        (Method::PATCH, format!("/api/docs/{board}/tasks/{t}"), json!({ "order": 2 }), false),
+        (Method::POST, format!("/api/docs/{board}/columns"), json!({ "name": "x" }), false),
+        (Method::POST, format!("/api/docs/{wb}/shapes"), json!({ "type": "text" }), false),
+        (Method::PATCH, format!("/api/docs/{wb}/shapes/{s}"), json!({ "x": 1 }), false),
+        (Method::POST, format!("/api/docs/{doc}/comments"), json!({ "body": "x" }), true),
+        (Method::PATCH, format!("/api/docs/{doc}/comments/{c}"), json!({ "resolved": true }), true),
+    ];
+    for (method, path, body, commenters) in &routes {
+        for (role, who) in &roles {
+            let (status, answer) = call(&api, method.clone(), path, who, body.clone()).await;
+            let expected = match *role {
+                "editor" => None,
+                "commenter" if *commenters => None,
+                "commenter" | "viewer" => Some((StatusCode::FORBIDDEN, "forbidden")),
+                _ => Some((StatusCode::NOT_FOUND, "not_found")),
+            };
+            match expected {
+                None => assert!(status.is_success(), "{role} {method} {path}: {status} {answer}"),
+                Some(want) => assert_eq!((status, code(&answer)), want, "{role} {method} {path}"),
+            }
+        }
+    }
+    // Deleting routes, last: another member's message, then a deleted one, then a deleted document.
+    let editor = &roles[0].1;
+    let (status, body) =
+        call(&api, Method::DELETE, &format!("/api/docs/{channel}/messages/{m}"), editor, Value::Null).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "not_author"));
+    assert_eq!(
+        call(&api, Method::DELETE, &format!("/api/docs/{wb}/shapes/{s}"), editor, Value::Null).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&api, Method::DELETE, &format!("/api/docs/{channel}/messages/{m}"), &ada, Value::Null).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = call(
+        &api,
+        Method::PATCH,
+        &format!("/api/docs/{channel}/messages/{m}"),
+        &ada,
+        json!({ "body": "back" }),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "deleted"));
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        &format!("/api/docs/{channel}/messages"),
+        &ada,
+        json!({ "body": "x".repeat(40_001) }),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_body"));
+    assert_eq!(
+        call(&api, Method::DELETE, &format!("/api/docs/{channel}"), &ada, Value::Null).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) =
+        call(&api, Method::POST, &format!("/api/docs/{channel}/messages"), &ada, json!({ "body": "x" }))
+            .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+}
