@@ -218,3 +218,27 @@ fn comments_stay_anchored_to_their_text_through_concurrent_edits() {
     let d = document::from_automerge(x.document());
     assert_eq!(d.comments[0].quote.as_deref(), Some("brave new"));
 }
+
+#[test]
+fn mentions_are_read_from_tiptap_mention_nodes_and_from_the_text() {
+    // Tiptap's Mention extension writes an inline `mention` atom with `id` and `label`.
+    let doc = Doc::with_client_id(9);
+    let root = doc.get_or_insert_xml_fragment("default");
+    {
+        let mut txn = doc.transact_mut();
+        let p = root.insert(&mut txn, 0, XmlElementPrelim::empty("paragraph"));
+        p.insert(&mut txn, 0, XmlTextPrelim::new("Ask "));
+        let mention = p.insert(&mut txn, 1, XmlElementPrelim::empty("mention"));
+        mention.insert_attribute(&mut txn, "id", "u-bob");
+        mention.insert_attribute(&mut txn, "label", "Bob");
+        p.insert(&mut txn, 2, XmlTextPrelim::new(" and <@u-cy>, then <@u-bob> again"));
+    }
+    let d = document::from_yjs(&doc.transact());
+    assert_eq!(d.to_text(), "Ask @Bob and <@u-cy>, then <@u-bob> again");
+    assert_eq!(d.mentions, ["u-bob", "u-cy"]);
+
+    let mut am = AutoCommit::new();
+    let content = am.put_object(ROOT, "content", ObjType::Text).unwrap();
+    am.splice_text(&content, 0, 0, "Hi <@u-ada>").unwrap();
+    assert_eq!(document::from_automerge(am.document()).mentions, ["u-ada"]);
+}

@@ -107,6 +107,9 @@ pub struct Document {
     pub blocks: Vec<Block>,
     /// Comments and replies, oldest first (by `at`, then id).
     pub comments: Vec<Comment>,
+    /// User ids mentioned in the text, in order of first mention: Tiptap `mention` nodes (their
+    /// `id` attribute) and `<@user-id>` written in the text.
+    pub mentions: Vec<String>,
     /// What the projection read only in part, and why.
     pub skipped: Vec<Skipped>,
 }
@@ -234,7 +237,17 @@ pub fn from_yjs<T: ReadTxn>(txn: &T) -> Document {
         }
     }
     sort_comments(&mut doc);
+    text_mentions(&mut doc);
     doc
+}
+
+/// Adds the `<@user-id>` mentions written in the text to those the nodes named.
+fn text_mentions(doc: &mut Document) {
+    for id in super::mentions(&doc.to_text()) {
+        if !doc.mentions.contains(&id) {
+            doc.mentions.push(id);
+        }
+    }
 }
 
 /// The text between two encoded Yjs relative positions (`Y.encodeRelativePosition`, as byte
@@ -319,6 +332,7 @@ pub fn from_automerge(doc: &Automerge) -> Document {
         }
     }
     sort_comments(&mut out);
+    text_mentions(&mut out);
     out
 }
 
@@ -400,8 +414,19 @@ fn block<T: ReadTxn>(txn: &T, node: XmlOut, list: Option<BlockKind>, doc: &mut D
             XmlOut::Element(inner) if matches!(inner.tag().as_ref(), "hardBreak" | "hard_break") => {
                 spans.push(Span { text: "\n".into(), ..Span::default() });
             }
+            XmlOut::Element(inner) if inner.tag().as_ref() == "mention" => {
+                // Tiptap's Mention node: an atom with `id` and `label` attributes.
+                let attribute = |name| inner.get_attribute(txn, name).map(|v| v.to_string(txn));
+                if let Some(id) = attribute("id") {
+                    let label = attribute("label").unwrap_or_else(|| id.clone());
+                    spans.push(Span { text: format!("@{label}"), ..Span::default() });
+                    if !doc.mentions.contains(&id) {
+                        doc.mentions.push(id);
+                    }
+                }
+            }
             XmlOut::Element(inner) => {
-                // An inline node the projection does not know (a mention, an image): its text.
+                // An inline node the projection does not know (an image, …): its text.
                 spans.push(Span { text: inner.get_string(txn), ..Span::default() });
             }
             XmlOut::Fragment(_) => {}

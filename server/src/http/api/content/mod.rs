@@ -158,6 +158,8 @@ struct ContentBlocks {
     /// Blocks in order: `{ kind, spans: [{ text, bold, italic, code, strike, link }] }`.
     #[schema(value_type = Vec<Object>)]
     blocks: Vec<weft_sync_core::domain::document::Block>,
+    /// User ids mentioned in the text (Tiptap mention nodes and `<@user-id>`), in order.
+    mentions: Vec<String>,
     /// What the projection could not read, and why.
     #[schema(value_type = Vec<Object>)]
     skipped: Vec<Skipped>,
@@ -191,6 +193,7 @@ async fn content(
     Ok(match format.as_str() {
         "text" => ([(CONTENT_TYPE, "text/plain; charset=utf-8")], doc.to_text()).into_response(),
         "markdown" => ([(CONTENT_TYPE, "text/markdown; charset=utf-8")], doc.to_markdown()).into_response(),
-        _ => Json(ContentBlocks { blocks: doc.blocks, skipped: doc.skipped }).into_response(),
+        _ => Json(ContentBlocks { blocks: doc.blocks, mentions: doc.mentions, skipped: doc.skipped })
+            .into_response(),
     })
 }
