@@ -227,13 +227,36 @@ async fn main() {
             assert_eq!(page["messages"].as_array().map(Vec::len), Some(50));
         }
     }
+    // Posting over REST into each channel (rooms warm): the cost of the checks and the write.
+    let mut posts = [Vec::new(), Vec::new()];
+    for round in 0..SAMPLES {
+        for (i, id) in channels.iter().enumerate() {
+            let t = Instant::now();
+            call(
+                &http,
+                reqwest::Method::POST,
+                format!("{}/api/docs/{id}/messages", server.base),
+                Some(&token),
+                json!({ "body": format!("posted {round}") }),
+            )
+            .await;
+            posts[i].push(t.elapsed());
+        }
+    }
     server.stop().await;
     let (short, long_time) = (median(times[0].clone()), median(times[1].clone()));
+    let (post_short, post_long) = (median(posts[0].clone()), median(posts[1].clone()));
     println!("| channel | messages | documents read for the latest page | median cold latest page (50) |");
     println!("|---|---|---|---|");
     println!("| short | 1,000 | 1 | {:.1} ms |", short.as_secs_f64() * 1e3);
     println!("| long | {long} | 2 of {} | {:.1} ms |", segments + 1, long_time.as_secs_f64() * 1e3);
     println!("ratio long / short: {:.2}", long_time.as_secs_f64() / short.as_secs_f64());
+    println!(
+        "median REST post (warm): short {:.1} ms, long {:.1} ms, ratio {:.2}",
+        post_short.as_secs_f64() * 1e3,
+        post_long.as_secs_f64() * 1e3,
+        post_long.as_secs_f64() / post_short.as_secs_f64()
+    );
     println!(
         "data directory: {:.1} MB after the long channel ({:.1} MB before it)",
         after as f64 / 1e6,

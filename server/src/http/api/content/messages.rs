@@ -207,6 +207,16 @@ struct View {
 /// segments that start after its cursor.
 async fn view(state: &AppState, found: &Document, until: Until<'_>) -> Result<View, ApiError> {
     let head = channel_of(read(state, found).await?)?;
+    view_from(state, found, head, until).await
+}
+
+/// [`view`], with the channel document already read (`head`).
+async fn view_from(
+    state: &AppState,
+    found: &Document,
+    head: Channel,
+    until: Until<'_>,
+) -> Result<View, ApiError> {
     let segments = head.segments.clone();
     let mut holder: std::collections::HashMap<String, usize> =
         head.messages.iter().map(|m| (m.id.clone(), 0)).collect();
@@ -272,11 +282,16 @@ async fn find(state: &AppState, found: &Document, id: &str) -> Result<Message, A
     view.holding(id).map(|(_, m)| m.clone())
 }
 
-/// The document new messages go to: the channel's newest, or a new segment when that one is full.
-async fn newest(state: &AppState, found: &Document, caller: &Caller) -> Result<Document, ApiError> {
-    let view = view(state, found, Until::Page { before: None, limit: 1 }).await?;
-    let full = view.newest_len.unwrap_or(0) >= state.config.channel_segment_messages;
-    let newest = match view.channel.segments.last() {
+/// The document new messages go to: the channel's newest (as `recent`, a view of at least the
+/// newest segment, read it), or a new segment when that one is full.
+async fn newest(
+    state: &AppState,
+    found: &Document,
+    recent: &View,
+    caller: &Caller,
+) -> Result<Document, ApiError> {
+    let full = recent.newest_len.unwrap_or(0) >= state.config.channel_segment_messages;
+    let newest = match recent.channel.segments.last() {
         Some(segment) => Document { id: segment.id.clone(), ..found.clone() },
         None => found.clone(),
     };
@@ -332,8 +347,13 @@ async fn post(
             format!("at most {MAX_ATTACHMENTS} file ids, each 1 to 64 letters, digits, '-' or '_'"),
         ));
     }
-    let (found, _) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
+    let (found, head) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
+    // The channel document and its newest segment: where the message goes, and where a repeated
+    // request finds it (a retry comes soon after; one that straddles a new segment is posted
+    // again there, and reads show it once).
+    let recent = view_from(&state, &found, channel_of(head)?, Until::Page { before: None, limit: 1 }).await?;
     if let Some(parent) = &new.parent
+        && !recent.holder.contains_key(parent)
         && !view(&state, &found, Until::Message(parent)).await?.holder.contains_key(parent)
     {
         return Err(ApiError::Missing("message to reply to"));
@@ -346,14 +366,15 @@ async fn post(
         parent: new.parent.as_deref(),
         attachments: &new.attachments,
     };
-    // A repeated request writes its message where it already is.
-    let existing = view(&state, &found, Until::Message(&id)).await?;
-    let target = match existing.holder.get(&id) {
-        Some(&index) => existing.docs[index].clone(),
-        None => newest(&state, &found, &caller).await?,
+    let target = match recent.holder.get(&id) {
+        Some(&index) => recent.docs[index].clone(),
+        None => newest(&state, &found, &recent, &caller).await?,
     };
     write(&state, &target, &caller, channel::post(&message)).await?;
-    Ok((StatusCode::CREATED, Json(find(&state, &found, &id).await?)))
+    // The new message as its document reads now (a new message has no replies yet).
+    let written = channel_of(read(&state, &target).await?)?;
+    let posted = written.messages.into_iter().find(|m| m.id == id).ok_or(ApiError::Missing("message"))?;
+    Ok((StatusCode::CREATED, Json(posted)))
 }
 
 /// A message's new text.
@@ -381,8 +402,8 @@ async fn edit(
     Body(change): Body<MessageEdit>,
 ) -> Result<Json<Message>, ApiError> {
     check_body(&change.body)?;
-    let (found, _) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    let view = view(&state, &found, Until::Message(&message_id)).await?;
+    let (found, head) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
+    let view = view_from(&state, &found, channel_of(head)?, Until::Message(&message_id)).await?;
     let holder = own(&view, &message_id, &caller)?;
     write(&state, holder, &caller, channel::edit(&message_id, &change.body, now_ms())).await?;
     Ok(Json(find(&state, &found, &message_id).await?))
@@ -402,8 +423,8 @@ async fn delete(
     caller: Caller,
     Path((doc, message_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (found, _) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    let view = view(&state, &found, Until::Message(&message_id)).await?;
+    let (found, head) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
+    let view = view_from(&state, &found, channel_of(head)?, Until::Message(&message_id)).await?;
     let holder = own(&view, &message_id, &caller)?;
     write(&state, holder, &caller, channel::delete(&message_id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -421,8 +442,8 @@ async fn reaction(
     if emoji.is_empty() || emoji.chars().count() > 32 || emoji.chars().any(char::is_control) {
         return Err(ApiError::invalid("invalid_emoji", "a reaction is 1 to 32 characters"));
     }
-    let (found, _) = writable(state, doc, caller, DocKind::Channel, Action::Comment).await?;
-    let view = view(state, &found, Until::Message(message_id)).await?;
+    let (found, head) = writable(state, doc, caller, DocKind::Channel, Action::Comment).await?;
+    let view = view_from(state, &found, channel_of(head)?, Until::Message(message_id)).await?;
     let (holder, message) = view.holding(message_id)?;
     if message.deleted && on {
         return Err(ApiError::Conflict { code: "deleted", message: "the message was deleted" });
