@@ -187,6 +187,8 @@ enum Until<'a> {
     /// Until message `id` is found, and every segment that may hold later replies of its thread
     /// (those that end after it was posted).
     Message(&'a str),
+    /// Until the document holding message `id` is found (a write to the message).
+    Holder(&'a str),
 }
 
 /// A channel read as far back as a request needs.
@@ -230,6 +232,7 @@ async fn view_from(
             Until::Message(id) => {
                 parts.iter().flat_map(|p| p.messages.iter()).find(|m| m.id == id).is_none_or(|m| end > m.at)
             }
+            Until::Holder(id) => !holder.contains_key(id),
             Until::Page { before, limit } => {
                 let older =
                     |m: &Message| before.is_none_or(|c| (m.at, m.id.as_str()) < (c.at, c.id.as_str()));
@@ -276,10 +279,11 @@ impl View {
     }
 }
 
-/// Message `id` as it reads now.
-async fn find(state: &AppState, found: &Document, id: &str) -> Result<Message, ApiError> {
-    let view = view(state, found, Until::Message(id)).await?;
-    view.holding(id).map(|(_, m)| m.clone())
+/// Message `id` as the document holding it (`holder`) reads now; its `replies` are those in that
+/// document (a thread's later replies may sit in later segments: `…/thread` reads them all).
+async fn written(state: &AppState, holder: &Document, id: &str) -> Result<Message, ApiError> {
+    let part = channel_of(read(state, holder).await?)?;
+    part.messages.into_iter().find(|m| m.id == id).ok_or(ApiError::Missing("message"))
 }
 
 /// The document new messages go to: the channel's newest (as `recent`, a view of at least the
@@ -354,7 +358,7 @@ async fn post(
     let recent = view_from(&state, &found, channel_of(head)?, Until::Page { before: None, limit: 1 }).await?;
     if let Some(parent) = &new.parent
         && !recent.holder.contains_key(parent)
-        && !view(&state, &found, Until::Message(parent)).await?.holder.contains_key(parent)
+        && !view(&state, &found, Until::Holder(parent)).await?.holder.contains_key(parent)
     {
         return Err(ApiError::Missing("message to reply to"));
     }
@@ -371,10 +375,7 @@ async fn post(
         None => newest(&state, &found, &recent, &caller).await?,
     };
     write(&state, &target, &caller, channel::post(&message)).await?;
-    // The new message as its document reads now (a new message has no replies yet).
-    let written = channel_of(read(&state, &target).await?)?;
-    let posted = written.messages.into_iter().find(|m| m.id == id).ok_or(ApiError::Missing("message"))?;
-    Ok((StatusCode::CREATED, Json(posted)))
+    Ok((StatusCode::CREATED, Json(written(&state, &target, &id).await?)))
 }
 
 /// A message's new text.
@@ -403,10 +404,10 @@ async fn edit(
 ) -> Result<Json<Message>, ApiError> {
     check_body(&change.body)?;
     let (found, head) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    let view = view_from(&state, &found, channel_of(head)?, Until::Message(&message_id)).await?;
+    let view = view_from(&state, &found, channel_of(head)?, Until::Holder(&message_id)).await?;
     let holder = own(&view, &message_id, &caller)?;
     write(&state, holder, &caller, channel::edit(&message_id, &change.body, now_ms())).await?;
-    Ok(Json(find(&state, &found, &message_id).await?))
+    Ok(Json(written(&state, holder, &message_id).await?))
 }
 
 #[utoipa::path(
@@ -424,7 +425,7 @@ async fn delete(
     Path((doc, message_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (found, head) = writable(&state, &doc, &caller, DocKind::Channel, Action::EditDocument).await?;
-    let view = view_from(&state, &found, channel_of(head)?, Until::Message(&message_id)).await?;
+    let view = view_from(&state, &found, channel_of(head)?, Until::Holder(&message_id)).await?;
     let holder = own(&view, &message_id, &caller)?;
     write(&state, holder, &caller, channel::delete(&message_id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -443,7 +444,7 @@ async fn reaction(
         return Err(ApiError::invalid("invalid_emoji", "a reaction is 1 to 32 characters"));
     }
     let (found, head) = writable(state, doc, caller, DocKind::Channel, Action::Comment).await?;
-    let view = view_from(state, &found, channel_of(head)?, Until::Message(message_id)).await?;
+    let view = view_from(state, &found, channel_of(head)?, Until::Holder(message_id)).await?;
     let (holder, message) = view.holding(message_id)?;
     if message.deleted && on {
         return Err(ApiError::Conflict { code: "deleted", message: "the message was deleted" });
