@@ -385,12 +385,9 @@ pub struct ShapeChange {
 }
 
 impl ShapeChange {
-    /// What is wrong with these fields, if anything.
-    ///
-    /// # Errors
-    /// A sentence naming the field.
-    pub fn check(&self) -> Result<(), String> {
-        let numbers = [
+    /// The numeric fields, by their names in the layout.
+    fn numbers(&self) -> [(&'static str, Option<f64>); 7] {
+        [
             ("x", self.x),
             ("y", self.y),
             ("width", self.width),
@@ -398,8 +395,15 @@ impl ShapeChange {
             ("rotation", self.rotation),
             ("strokeWidth", self.stroke_width),
             ("z", self.z),
-        ];
-        for (name, value) in numbers {
+        ]
+    }
+
+    /// What is wrong with these fields, if anything.
+    ///
+    /// # Errors
+    /// A sentence naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value) in self.numbers() {
             if value.is_some_and(|v| !v.is_finite()) {
                 return Err(format!("{name} is not a finite number"));
             }
@@ -425,15 +429,7 @@ impl ShapeChange {
             }
         };
         put("type", self.kind.map(|k| Value::from(k.as_str())));
-        for (key, value) in [
-            ("x", self.x),
-            ("y", self.y),
-            ("width", self.width),
-            ("height", self.height),
-            ("rotation", self.rotation),
-            ("strokeWidth", self.stroke_width),
-            ("z", self.z),
-        ] {
+        for (key, value) in self.numbers() {
             put(key, value.map(Value::Num));
         }
         put("points", self.points.as_ref().map(|p| Value::List(p.iter().copied().map(Value::Num).collect())));
