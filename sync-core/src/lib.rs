@@ -10,6 +10,7 @@ pub mod automerge;
 pub mod close;
 pub mod contain;
 pub mod domain;
+pub mod history;
 pub mod hocuspocus;
 pub mod ids;
 pub mod kind;

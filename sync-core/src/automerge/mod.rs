@@ -3,6 +3,7 @@
 //! automerge-repo peers.
 
 pub mod codec;
+pub mod history;
 pub mod relay;
 pub mod replica;
 

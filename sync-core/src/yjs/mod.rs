@@ -5,6 +5,7 @@ mod anchors;
 pub mod awareness;
 pub mod client;
 pub mod codec;
+pub mod history;
 pub mod relay;
 pub mod replica;
 mod scan;
