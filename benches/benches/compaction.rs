@@ -51,7 +51,7 @@ async fn append_all(storage: &Storage, doc: DocKey, first: u64, updates: impl It
     let mut batch = Vec::new();
     let at_ms = now_ms();
     for (seq, bytes) in (first..).zip(updates) {
-        batch.push(NewUpdate { seq, bytes, user_id: None, at_ms });
+        batch.push(NewUpdate { seq, bytes, user_id: None, client: None, at_ms });
         if batch.len() == 4096 {
             let receipt = storage.append(doc, std::mem::take(&mut batch)).await.expect("queueing the append");
             receipt.await.expect("the append becomes durable");

@@ -31,8 +31,13 @@ struct Writer {
 impl Writer {
     /// Appends one update and waits until it is durable.
     async fn append_one(&mut self, storage: &Storage, at_ms: i64) {
-        let update =
-            NewUpdate { seq: self.next_seq, bytes: Bytes::from_static(KEYSTROKE), user_id: None, at_ms };
+        let update = NewUpdate {
+            seq: self.next_seq,
+            bytes: Bytes::from_static(KEYSTROKE),
+            user_id: None,
+            client: None,
+            at_ms,
+        };
         self.next_seq += 1;
         // Holds unless the disk fails or fills up, which would make every figure meaningless anyway.
         let receipt = storage.append(self.doc, vec![update]).await.expect("storage accepts the append");

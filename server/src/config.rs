@@ -192,6 +192,21 @@ pub struct Settings {
     /// (`docs/schemas.md`, Long channels); at least 2 [default: 2000].
     #[arg(long, env = "WEFT_CHANNEL_SEGMENT_MESSAGES")]
     pub channel_segment_messages: Option<u32>,
+    /// Milliseconds without an update after which an editing session becomes a version
+    /// (`docs/history.md`) [default: 30000].
+    #[arg(long, env = "WEFT_VERSION_IDLE_MS")]
+    pub version_idle_ms: Option<u64>,
+    /// Updates of continuous editing after which a version is made anyway; at least 1 [default: 500].
+    #[arg(long, env = "WEFT_VERSION_EVERY_UPDATES")]
+    pub version_every_updates: Option<usize>,
+    /// Seconds of continuous editing after which a version is made anyway [default: 600].
+    #[arg(long, env = "WEFT_VERSION_EVERY_SECS")]
+    pub version_every_secs: Option<u64>,
+    /// How automatic versions are thinned with age: `AGE=SPACING,...` (past AGE, keep one per
+    /// SPACING; durations like `90s`, `15m`, `24h`, `7d`); named and restore versions are kept
+    /// [default: `24h=1h,7d=1d`].
+    #[arg(long, env = "WEFT_VERSION_RETENTION")]
+    pub version_retention: Option<String>,
     /// What a connection without a token may do to free documents (those not created through the
     /// API): `none`, `read` or `write` [default: `write` on a loopback address with no
     /// `jwt_secret`; `none` with one]. Listening elsewhere with no `jwt_secret` requires choosing.
@@ -276,6 +291,10 @@ impl Settings {
                 .ws_connects_per_address_per_minute
                 .or(lower.ws_connects_per_address_per_minute),
             channel_segment_messages: self.channel_segment_messages.or(lower.channel_segment_messages),
+            version_idle_ms: self.version_idle_ms.or(lower.version_idle_ms),
+            version_every_updates: self.version_every_updates.or(lower.version_every_updates),
+            version_every_secs: self.version_every_secs.or(lower.version_every_secs),
+            version_retention: self.version_retention.or(lower.version_retention),
             idp_issuer: self.idp_issuer.or(lower.idp_issuer),
             idp_audience: self.idp_audience.or(lower.idp_audience),
             idp_secret: self.idp_secret.or(lower.idp_secret),
@@ -444,6 +463,21 @@ impl Config {
             }
             None => format!("http://{listen}"),
         };
+        let every_updates = s.version_every_updates.unwrap_or(500);
+        if every_updates == 0 {
+            bail!("version_every_updates must be at least 1");
+        }
+        let retention = match &s.version_retention {
+            Some(spec) => crate::storage::versions::Retention::parse(spec)
+                .map_err(|e| anyhow::anyhow!("version_retention: {e}"))?,
+            None => crate::storage::versions::Retention::default(),
+        };
+        let history = crate::rooms::HistoryConfig {
+            idle: Duration::from_millis(s.version_idle_ms.unwrap_or(30_000)),
+            every_updates,
+            every: Duration::from_secs(s.version_every_secs.unwrap_or(600)),
+            retention,
+        };
         Ok(Self {
             listen,
             mail,
@@ -459,6 +493,7 @@ impl Config {
                 compact_after_updates,
                 peer_outbox,
                 room_inbox: 1024,
+                history,
             },
             max_message_bytes,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs.unwrap_or(10)),

@@ -150,7 +150,7 @@ pub struct ItemChange {
 }
 
 /// The counts a version list shows: what changed from the version before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 pub struct Summary {
     /// Characters of text added (documents; message bodies and task titles count as items).
     pub chars_added: usize,

@@ -5,6 +5,7 @@
 //! answers queued joins with `RoomClosed`, and the joiner retries against a fresh room, which loads
 //! everything the old one flushed.
 
+mod history;
 mod peer;
 mod replica;
 mod room;
@@ -22,7 +23,9 @@ use weft_sync_core::yjs::RelayLimits;
 use weft_sync_core::{CloseCode, DocId, DocKind, PeerId};
 
 use crate::metrics::Metrics;
+use crate::storage::versions::{StoredVersion, Version};
 use crate::storage::{Crdt, Storage, StorageError};
+pub use history::HistoryConfig;
 pub use peer::{Closer, Dialect, PeerLink, Undeliverable, link};
 pub use replica::Inbound;
 use room::{RoomCommand, RoomHandle};
@@ -42,6 +45,8 @@ pub struct RoomConfig {
     pub peer_outbox: usize,
     /// Commands a room's inbox holds before senders wait.
     pub room_inbox: usize,
+    /// When rooms make versions.
+    pub history: HistoryConfig,
 }
 
 impl Default for RoomConfig {
@@ -52,6 +57,7 @@ impl Default for RoomConfig {
             compact_after_updates: 1000,
             peer_outbox: 1024,
             room_inbox: 1024,
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -92,6 +98,57 @@ pub enum WriteRefused {
     /// [`Rooms::write`].
     #[error("room closed")]
     RoomClosed,
+}
+
+/// What asking a room came to.
+enum Asked<T> {
+    Answer(T),
+    /// The room took the command and stopped before answering.
+    Unanswered,
+    /// Rooms kept stopping.
+    Unavailable(String),
+    ShuttingDown,
+}
+
+/// An answer that says the room was unloading and never took the command (ask the next one).
+trait Closed {
+    fn room_closed(&self) -> bool;
+}
+
+impl<T> Closed for Result<T, JoinError> {
+    fn room_closed(&self) -> bool {
+        matches!(self, Err(JoinError::RoomClosed))
+    }
+}
+
+impl Closed for Result<(), WriteRefused> {
+    fn room_closed(&self) -> bool {
+        matches!(self, Err(WriteRefused::RoomClosed))
+    }
+}
+
+impl Closed for Result<Version, String> {
+    fn room_closed(&self) -> bool {
+        false
+    }
+}
+
+fn read_answer<T>(asked: Asked<Result<T, JoinError>>) -> Result<T, JoinError> {
+    match asked {
+        Asked::Answer(result) => result,
+        Asked::Unanswered => Err(JoinError::Unavailable("the document's room stopped".into())),
+        Asked::Unavailable(why) => Err(JoinError::Unavailable(why)),
+        Asked::ShuttingDown => Err(JoinError::ShuttingDown),
+    }
+}
+
+fn version_answer(asked: Asked<Result<Version, String>>) -> Result<Version, String> {
+    match asked {
+        Asked::Answer(result) => result,
+        Asked::Unanswered => Err("the document stopped before the version was recorded; ask again".into()),
+        Asked::Unavailable(why) => Err(why),
+        Asked::ShuttingDown => Err("the server is shutting down".into()),
+    }
 }
 
 impl JoinError {
@@ -242,31 +299,17 @@ impl Rooms {
     /// [`JoinError`] when the document cannot be served (another CRDT, storage, shutdown), or
     /// [`JoinError::Unavailable`] when the CRDT library failed reading it.
     pub async fn project(&self, doc: &DocId, crdt: Crdt, kind: DocKind) -> Result<Projection, JoinError> {
-        // A room that stops between being found and answering is replaced; a few times at most.
-        for _ in 0..8 {
-            if self.inner.shutdown.is_cancelled() {
-                return Err(JoinError::ShuttingDown);
-            }
-            let handle = self.room_for(doc, crdt);
-            let (reply, projected) = oneshot::channel();
-            if handle.tx.send(RoomCommand::Project { kind, reply }).await.is_err() {
-                self.inner.forget(doc, handle.generation);
-                continue;
-            }
-            match projected.await {
-                Ok(Err(JoinError::RoomClosed)) => {
-                    self.inner.forget(doc, handle.generation);
-                    tokio::task::yield_now().await;
-                }
-                Ok(result) => return result,
-                // The room stopped before answering (it was unloading or failed): ask a new one.
-                Err(_) => {
-                    self.inner.forget(doc, handle.generation);
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        Err(JoinError::Unavailable("the document's room kept stopping".into()))
+        let asked = self.ask(doc, crdt, true, |reply| RoomCommand::Project { kind, reply }).await;
+        read_answer(asked)
+    }
+
+    /// `doc`'s full state (a Yjs update or a saved Automerge document), once everything its room
+    /// holds is durable: what versions are read and compared from.
+    ///
+    /// # Errors
+    /// As [`Rooms::project`].
+    pub async fn state(&self, doc: &DocId, crdt: Crdt) -> Result<Vec<u8>, JoinError> {
+        read_answer(self.ask(doc, crdt, true, |reply| RoomCommand::State { reply }).await)
     }
 
     /// Writes `changes` to `doc` as the relay's own CRDT update, attributed to `author`, loading
@@ -282,32 +325,102 @@ impl Rooms {
         changes: Vec<Change>,
         author: Arc<str>,
     ) -> Result<(), WriteRefused> {
-        // A room that is gone, or unloading, before it takes the command is replaced; a few times.
+        let asked = self
+            .ask(doc, crdt, false, |reply| RoomCommand::Write {
+                changes: changes.clone(),
+                author: author.clone(),
+                reply,
+            })
+            .await;
+        match asked {
+            Asked::Answer(Err(WriteRefused::RoomClosed)) => {
+                Err(WriteRefused::Unavailable("the document's room kept stopping".into()))
+            }
+            Asked::Answer(result) => result,
+            Asked::Unanswered => Err(WriteRefused::Unavailable(
+                "the document stopped before the write was durable; repeat it".into(),
+            )),
+            Asked::Unavailable(why) => Err(WriteRefused::Unavailable(why)),
+            Asked::ShuttingDown => Err(WriteRefused::Unavailable("the server is shutting down".into())),
+        }
+    }
+
+    /// Records a named version of `doc` holding everything written so far, made by `by`.
+    ///
+    /// # Errors
+    /// A description of why no version was recorded (storage, shutdown, a room that stopped).
+    pub async fn checkpoint(
+        &self,
+        doc: &DocId,
+        crdt: Crdt,
+        name: String,
+        by: Arc<str>,
+    ) -> Result<Version, String> {
+        let asked = self
+            .ask(doc, crdt, true, |reply| RoomCommand::Checkpoint {
+                name: name.clone(),
+                by: by.clone(),
+                reply,
+            })
+            .await;
+        version_answer(asked)
+    }
+
+    /// Restores `version` of `doc` as `by`: the relay writes, as an ordinary update attributed to
+    /// `by`, what takes the document back there. Returns the version the restore made, once durable.
+    ///
+    /// # Errors
+    /// A description of why nothing was restored, or why the restore's version was not recorded.
+    pub async fn restore(
+        &self,
+        doc: &DocId,
+        crdt: Crdt,
+        version: StoredVersion,
+        by: Arc<str>,
+    ) -> Result<Version, String> {
+        let asked = self
+            .ask(doc, crdt, false, |reply| RoomCommand::Restore {
+                version: version.clone(),
+                by: by.clone(),
+                reply,
+            })
+            .await;
+        version_answer(asked)
+    }
+
+    /// Sends the command `make` builds to `doc`'s room, loading the document if it is not live. A
+    /// room that is gone, or unloading, before it takes the command is replaced, a few times; one
+    /// that took it and stopped before answering is asked again only when `again` (reads).
+    async fn ask<T>(
+        &self,
+        doc: &DocId,
+        crdt: Crdt,
+        again: bool,
+        make: impl Fn(oneshot::Sender<T>) -> RoomCommand,
+    ) -> Asked<T>
+    where
+        T: Closed,
+    {
         for _ in 0..8 {
             if self.inner.shutdown.is_cancelled() {
-                return Err(WriteRefused::Unavailable("the server is shutting down".into()));
+                return Asked::ShuttingDown;
             }
             let handle = self.room_for(doc, crdt);
-            let (reply, written) = oneshot::channel();
-            let command = RoomCommand::Write { changes: changes.clone(), author: author.clone(), reply };
-            if handle.tx.send(command).await.is_err() {
+            let (reply, answered) = oneshot::channel();
+            if handle.tx.send(make(reply)).await.is_err() {
                 self.inner.forget(doc, handle.generation);
                 continue;
             }
-            match written.await {
-                Ok(Err(WriteRefused::RoomClosed)) => {
-                    self.inner.forget(doc, handle.generation);
-                    tokio::task::yield_now().await;
-                }
-                Ok(result) => return result,
-                Err(_) => {
-                    return Err(WriteRefused::Unavailable(
-                        "the document stopped before the write was durable; repeat it".into(),
-                    ));
-                }
+            match answered.await {
+                Ok(answer) if answer.room_closed() => {}
+                Ok(answer) => return Asked::Answer(answer),
+                Err(_) if !again => return Asked::Unanswered,
+                Err(_) => {}
             }
+            self.inner.forget(doc, handle.generation);
+            tokio::task::yield_now().await;
         }
-        Err(WriteRefused::Unavailable("the document's room kept stopping".into()))
+        Asked::Unavailable("the document's room kept stopping".into())
     }
 
     /// Number of loaded rooms.

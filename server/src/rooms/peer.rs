@@ -37,6 +37,17 @@ pub enum Dialect {
     },
 }
 
+impl Dialect {
+    /// Its name, as log rows record the connection (`updates.client`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::YWebsocket => "y-websocket",
+            Self::Hocuspocus { .. } => "hocuspocus",
+            Self::AutomergeRepo { .. } => "automerge-repo",
+        }
+    }
+}
+
 /// Creates the two ends of a peer's outbox: the [`PeerLink`] the room sends through, the receiver the
 /// connection's writer drains, and the [`Closer`] both sides share.
 pub fn link(capacity: usize, dialect: Dialect) -> (PeerLink, mpsc::Receiver<Bytes>, Closer) {

@@ -8,6 +8,7 @@ use weft_sync_core::domain::write::{self, Change, WriteError};
 use weft_sync_core::relay::{Access, DocumentRelay, Health, Quarantined, WriteFailure};
 use weft_sync_core::yjs::{self, RelayLimits};
 use weft_sync_core::{CrdtFailure, DocKind, PeerId, automerge};
+use weft_sync_core::{automerge::history as am, yjs::history as yh};
 
 use super::peer::{Dialect, PeerLink};
 use crate::storage::{Crdt, StoredDoc};
@@ -75,6 +76,54 @@ impl Replica {
         match self {
             Self::Yjs(relay) => relay.write(|txn| write::apply_yjs(txn, changes)),
             Self::Automerge(relay) => relay.write(|tx| write::apply_automerge(tx, changes)),
+        }
+    }
+
+    /// The version the document is at and its full state (see `history::Captured`).
+    ///
+    /// # Errors
+    /// [`CrdtFailure`] when the CRDT library fails (contained).
+    pub fn capture(&self) -> Result<(Vec<u8>, Vec<u8>), CrdtFailure> {
+        match self {
+            Self::Yjs(relay) => relay.read(yh::capture_doc),
+            Self::Automerge(relay) => relay.read(|doc| (am::capture(doc), doc.save())),
+        }
+    }
+
+    /// Writes, as the relay's own update, what takes the document back to `version` (a state
+    /// [`Replica::capture`] recorded): see `revert` in each CRDT's history. Returns whether the
+    /// version belongs to this document and could be restored, and the sequence number that must
+    /// be durable before the restore is acknowledged.
+    ///
+    /// # Errors
+    /// [`WriteFailure`] when the relay is not serving or the CRDT library failed.
+    pub fn restore(&mut self, version: &[u8]) -> Result<(Result<(), CrdtFailure>, u64), WriteFailure> {
+        match self {
+            Self::Yjs(relay) => {
+                let version = match yh::decode_version(version) {
+                    Ok(version) => version,
+                    Err(failure) => return Ok((Err(failure), relay.last_seq())),
+                };
+                relay.write(|txn| yh::restore(txn, &version))
+            }
+            Self::Automerge(relay) => {
+                let heads = match am::decode_version(version) {
+                    Ok(heads) => heads,
+                    Err(failure) => return Ok((Err(failure), relay.last_seq())),
+                };
+                let target = relay.read(|doc| {
+                    if am::is_version_of(doc, &heads) {
+                        am::state_at(doc, &heads)
+                    } else {
+                        Err(CrdtFailure::new("restore", "the version is not one of this document"))
+                    }
+                });
+                let target = match target {
+                    Ok(Ok(target)) => target,
+                    Ok(Err(failure)) | Err(failure) => return Ok((Err(failure), relay.last_seq())),
+                };
+                relay.write(|tx| am::revert(tx, &target))
+            }
         }
     }
 

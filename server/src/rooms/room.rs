@@ -27,10 +27,12 @@ use tokio::time::Instant;
 use weft_sync_core::relay::{Event, Health, Snapshot, StoredItem};
 use weft_sync_core::{CloseCode, CrdtFailure, DocId, DocKind, PeerId};
 
+use super::history::{Captured, History, Request};
 use super::replica::{Inbound, Replica};
 use super::{Identity, JoinError, PeerLink, Shared, Undeliverable, WriteRefused};
 use crate::clock::now_ms;
 use crate::metrics::ItemKind;
+use crate::storage::versions::{StoredVersion, Version, VersionKind};
 use crate::storage::{Crdt, DocKey, NewUpdate, Receipt, StorageError};
 use weft_sync_core::domain::Projection;
 use weft_sync_core::domain::write::Change;
@@ -77,6 +79,23 @@ pub(super) enum RoomCommand {
         author: Arc<str>,
         reply: oneshot::Sender<Result<(), WriteRefused>>,
     },
+    /// The full state (a Yjs update or a saved Automerge document), once everything is durable.
+    State {
+        reply: oneshot::Sender<Result<Vec<u8>, JoinError>>,
+    },
+    /// Record a named version of everything written so far.
+    Checkpoint {
+        name: String,
+        by: Arc<str>,
+        reply: oneshot::Sender<Result<Version, String>>,
+    },
+    /// Restore `version` (one of this document's), as `by`; answered with the version the
+    /// restore made, once durable.
+    Restore {
+        version: StoredVersion,
+        by: Arc<str>,
+        reply: oneshot::Sender<Result<Version, String>>,
+    },
 }
 
 /// Spawns the room for `doc`; it loads (or creates) the document as a `crdt` document.
@@ -106,18 +125,21 @@ async fn run(
     let mut room = Room {
         doc,
         generation,
-        shared,
         replica: room.1,
         key: room.0,
+        history: History::new(shared.config.history.clone()),
+        shared,
         peers: HashMap::new(),
-        authors: HashMap::new(),
+        writers: HashMap::new(),
         commits: VecDeque::new(),
         compaction: None,
         compacted_upto: 0,
         untaken: Vec::new(),
         reads: Vec::new(),
+        states: Vec::new(),
+        restores: Vec::new(),
         writes: Vec::new(),
-        local_authors: HashMap::new(),
+        local_writers: HashMap::new(),
     };
     room.run(rx).await;
 }
@@ -171,6 +193,11 @@ async fn refuse_remaining(rx: &mut mpsc::Receiver<RoomCommand>, err: JoinError) 
                 };
                 let _ = reply.send(Err(refused));
             }
+            RoomCommand::State { reply } => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            // Dropped unanswered: the caller asks the next room (nothing was done).
+            RoomCommand::Checkpoint { .. } | RoomCommand::Restore { .. } => {}
             RoomCommand::Input { .. } | RoomCommand::Leave { .. } => {}
         }
     }
@@ -183,9 +210,11 @@ struct Room {
     key: DocKey,
     replica: Replica,
     peers: HashMap<PeerId, PeerLink>,
-    /// Whom each joined peer's updates are attributed to (peers without an author are absent).
-    /// Kept beside `peers` and removed with it, by [`Room::remove_peer`].
-    authors: HashMap<PeerId, Arc<str>>,
+    /// Whom each joined peer's updates are attributed to, and its connection. Kept beside `peers`
+    /// and removed with it, by [`Room::remove_peer`].
+    writers: HashMap<PeerId, Writer>,
+    /// Versions: when to checkpoint, the checkpoint running.
+    history: History,
     /// Appends handed to storage, oldest first, each with the last sequence number it carries.
     commits: VecDeque<(u64, Receipt)>,
     /// The snapshot being verified and written, if any.
@@ -197,11 +226,31 @@ struct Room {
     /// Projections asked for, answered once no append is outstanding (so that a reader sees only
     /// what is durable).
     reads: Vec<(DocKind, oneshot::Sender<Result<Projection, JoinError>>)>,
+    /// Full states asked for, answered like `reads`.
+    states: Vec<oneshot::Sender<Result<Vec<u8>, JoinError>>>,
+    /// Restores asked for, made once what was written before them is a version.
+    restores: Vec<(StoredVersion, Arc<str>, VersionReply)>,
     /// The relay's own writes (REST), each answered once the log holds its sequence number.
     writes: Vec<(u64, oneshot::Sender<Result<(), WriteRefused>>)>,
     /// Whom each of those writes' log entries is attributed to, by sequence number, until the
     /// append is handed to storage.
-    local_authors: HashMap<u64, Arc<str>>,
+    local_writers: HashMap<u64, Writer>,
+}
+
+/// Where a named version or a restore is answered.
+type VersionReply = oneshot::Sender<Result<Version, String>>;
+
+/// Whom a peer's (or a REST write's) log rows are attributed to, and the connection they came by.
+#[derive(Clone)]
+struct Writer {
+    user: Option<Arc<str>>,
+    client: Arc<str>,
+}
+
+impl Writer {
+    fn rest(user: Arc<str>) -> Self {
+        Self { user: Some(user), client: Arc::from("rest") }
+    }
 }
 
 /// Why a compaction did not replace the log.
@@ -230,6 +279,7 @@ impl Room {
         // delivery; this sweep also catches it in a room where nothing is being delivered.
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         let exit = loop {
+            let (wake, checkpointing) = (self.history.wake_at(), self.history.is_running());
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break Exit::Shutdown,
@@ -239,6 +289,10 @@ impl Room {
                 result = join_compaction(&mut self.compaction), if self.compaction.is_some() => {
                     self.finish_compaction(result);
                 }
+                (requests, result) = self.history.join(), if checkpointing => {
+                    self.finish_checkpoint(requests, result);
+                }
+                () = sleep_until_some(wake), if wake.is_some() => {}
                 command = rx.recv() => {
                     let Some(command) = command else { break Exit::Shutdown };
                     self.handle(command);
@@ -271,6 +325,7 @@ impl Room {
             if self.replica.relay().is_poisoned() {
                 break Exit::Poisoned;
             }
+            self.maybe_checkpoint();
             self.maybe_compact();
             self.answer_writes();
             self.answer_reads();
@@ -290,10 +345,9 @@ impl Room {
                     let _ = reply.send(Err(JoinError::WrongCrdt(err)));
                 } else if reply.send(Ok(())).is_ok() {
                     if self.replica.handle_join(peer, identity.access, &link).is_ok() {
+                        let client = Arc::from(format!("{}/{}", link.dialect().name(), peer.0));
+                        self.writers.insert(peer, Writer { user: identity.author, client });
                         self.peers.insert(peer, link);
-                        if let Some(author) = identity.author {
-                            self.authors.insert(peer, author);
-                        }
                     } else {
                         // A dialect that cannot speak this CRDT; the endpoints never ask for one.
                         link.close(CloseCode::InternalError);
@@ -310,7 +364,100 @@ impl Room {
             }
             RoomCommand::Project { kind, reply } => self.reads.push((kind, reply)),
             RoomCommand::Write { changes, author, reply } => self.write(&changes, author, reply),
+            RoomCommand::State { reply } => self.states.push(reply),
+            RoomCommand::Checkpoint { name, by, reply } => self.history.ask(Request {
+                kind: VersionKind::Named,
+                name: Some(name),
+                by: Some(by),
+                restored_from: None,
+                after_seq: self.replica.relay().last_seq(),
+                reply,
+            }),
+            RoomCommand::Restore { version, by, reply } => self.restores.push((version, by, reply)),
         }
+    }
+
+    /// Restores a version: the relay writes, as its own update attributed to `by`, what takes the
+    /// document back there; the version that restore makes answers the caller once it is durable.
+    /// Called with the state before it checkpointed (see [`Room::maybe_checkpoint`]), so the restore
+    /// can itself be undone by restoring the version before it.
+    fn restore(
+        &mut self,
+        version: StoredVersion,
+        by: Arc<str>,
+        reply: oneshot::Sender<Result<Version, String>>,
+    ) {
+        let last = self.replica.relay().last_seq();
+        match self.replica.restore(&version.state) {
+            Ok((Ok(()), seq)) => {
+                if seq > last {
+                    self.local_writers.insert(seq, Writer::rest(by.clone()));
+                }
+                let label = version.version.name.clone().unwrap_or_else(|| version.version.id.clone());
+                self.history.ask(Request {
+                    kind: VersionKind::Restore,
+                    name: Some(format!("Restored {label}")),
+                    by: Some(by),
+                    restored_from: Some(version.version.id),
+                    after_seq: seq,
+                    reply,
+                });
+            }
+            Ok((Err(failure), _)) => {
+                tracing::warn!(doc = %self.doc, error = %failure, "a restore failed");
+                let _ = reply.send(Err(failure.to_string()));
+            }
+            Err(failure) => {
+                tracing::warn!(doc = %self.doc, error = %failure, "a restore failed");
+                let _ = reply.send(Err(failure.to_string()));
+            }
+        }
+    }
+
+    /// Starts a checkpoint when one is due and nothing appended is outstanding; makes the
+    /// restores asked for once what was written before them is a version.
+    fn maybe_checkpoint(&mut self) {
+        let relay = self.replica.relay();
+        if !self.commits.is_empty() || relay.health() != Health::Serving {
+            return;
+        }
+        if !self.restores.is_empty() {
+            if self.history.has_session() {
+                if self.history.is_running() {
+                    return;
+                }
+                self.capture();
+            }
+            for (version, by, reply) in std::mem::take(&mut self.restores) {
+                self.restore(version, by, reply);
+            }
+            return;
+        }
+        if self.history.due(Instant::now(), self.replica.relay().last_seq()) {
+            self.capture();
+        }
+    }
+
+    /// Captures the replica for a checkpoint and starts recording it.
+    fn capture(&mut self) {
+        let last = self.replica.relay().last_seq();
+        match self.replica.capture() {
+            Ok((version, state)) => {
+                let captured = Captured { version, state, upto: last };
+                self.history.start(captured, self.key, self.replica.crdt(), self.shared.storage.clone());
+            }
+            Err(failure) => {
+                tracing::error!(doc = %self.doc, error = %failure, "the document could not be captured for a version");
+                self.replica.relay_mut().handle_failure(&format!("the document does not encode: {failure}"));
+            }
+        }
+    }
+
+    fn finish_checkpoint(&mut self, requests: Vec<Request>, result: Result<(u64, Option<Version>), String>) {
+        if let Err(err) = &result {
+            tracing::warn!(doc = %self.doc, error = %err, "a checkpoint failed; the log stays unattributed");
+        }
+        self.history.finished(requests, result);
     }
 
     /// Makes a REST write: the relay applies it to its replica and logs it like a peer's update;
@@ -325,7 +472,7 @@ impl Room {
         match self.replica.write(changes) {
             Ok((Ok(()), seq)) => {
                 if seq > last {
-                    self.local_authors.insert(seq, author);
+                    self.local_writers.insert(seq, Writer::rest(author));
                 }
                 self.writes.push((seq, reply));
             }
@@ -355,13 +502,21 @@ impl Room {
 
     /// Answers the projections asked for, when nothing appended is still on its way to disk.
     fn answer_reads(&mut self) {
-        if !self.commits.is_empty() || self.reads.is_empty() {
+        if !self.commits.is_empty() {
             return;
         }
         for (kind, reply) in std::mem::take(&mut self.reads) {
             let projected =
                 self.replica.project(kind).map_err(|failure| JoinError::Unavailable(failure.to_string()));
             let _ = reply.send(projected);
+        }
+        for reply in std::mem::take(&mut self.states) {
+            let state = self
+                .replica
+                .capture()
+                .map(|(_, state)| state)
+                .map_err(|failure| JoinError::Unavailable(failure.to_string()));
+            let _ = reply.send(state);
         }
     }
 
@@ -444,12 +599,16 @@ impl Room {
                         }
                     }
                     Event::Append { seq, update, peer } => {
-                        let user_id = match peer {
-                            PeerId::LOCAL => self.local_authors.remove(&seq),
-                            _ => self.authors.get(&peer).cloned(),
-                        }
-                        .map(|author| author.to_string());
-                        appends.push(NewUpdate { seq, bytes: update, user_id, at_ms: now_ms() });
+                        let writer = match peer {
+                            PeerId::LOCAL => self.local_writers.remove(&seq),
+                            _ => self.writers.get(&peer).cloned(),
+                        };
+                        let (user_id, client) = match writer {
+                            Some(w) => (w.user.map(|u| u.to_string()), Some(w.client)),
+                            None => (None, None),
+                        };
+                        self.history.edited(Instant::now());
+                        appends.push(NewUpdate { seq, bytes: update, user_id, client, at_ms: now_ms() });
                     }
                     Event::Acknowledge { peer } => {
                         let result = self.peers.get(&peer).map(PeerLink::acknowledge);
@@ -487,7 +646,7 @@ impl Room {
 
     /// Forgets a peer: its link and its author.
     fn remove_peer(&mut self, peer: PeerId) -> Option<PeerLink> {
-        self.authors.remove(&peer);
+        self.writers.remove(&peer);
         self.peers.remove(&peer)
     }
 
@@ -520,12 +679,19 @@ impl Room {
         self.replica.relay_mut().handle_leave(peer);
     }
 
+    /// Compacts when the log is long enough, once a checkpoint attributed what compaction would
+    /// delete (storage never deletes unattributed rows; this makes them few).
     fn maybe_compact(&mut self) {
         let relay = self.replica.relay();
         let due = relay.log_len() >= self.shared.config.compact_after_updates;
-        if due && self.compaction.is_none() && relay.health() == Health::Serving {
-            self.start_compaction();
+        if !due || self.compaction.is_some() || relay.health() != Health::Serving {
+            return;
         }
+        if self.history.attributed_upto() <= self.compacted_upto && self.history.has_session() {
+            self.history.force();
+            return;
+        }
+        self.start_compaction();
     }
 
     /// Snapshots the replica, then in the background verifies the snapshot (loading it back, off
@@ -590,7 +756,7 @@ impl Room {
             self.shared.metrics.room_failures.inc();
             tracing::error!(doc = %self.doc, "room stopped: the document could not go on; it reloads on the next join");
         }
-        self.authors.clear();
+        self.writers.clear();
         for (_, link) in self.peers.drain() {
             link.close(match exit {
                 Exit::Poisoned => CloseCode::InternalError,
@@ -610,6 +776,23 @@ impl Room {
             let result = join_compaction(&mut self.compaction).await;
             self.finish_compaction(result);
         }
+        // What was written since the last version becomes one before the room goes.
+        if self.history.is_running() {
+            let (requests, result) = self.history.join().await;
+            self.finish_checkpoint(requests, result);
+        }
+        if !matches!(exit, Exit::Poisoned) {
+            self.history.force();
+            self.maybe_checkpoint();
+            if self.history.is_running() {
+                let (requests, result) = self.history.join().await;
+                self.finish_checkpoint(requests, result);
+            }
+        }
+        self.history.abandon("the document closed before the version was recorded; ask again");
+        for (_, _, reply) in self.restores.drain(..) {
+            let _ = reply.send(Err("the document closed before the restore was made; ask again".into()));
+        }
         if matches!(exit, Exit::Idle) && self.replica.relay().log_len() > 0 {
             self.start_compaction();
             if self.compaction.is_some() {
@@ -624,6 +807,14 @@ impl Room {
         };
         refuse_remaining(&mut rx, reason).await;
         tracing::debug!(doc = %self.doc, "room unloaded");
+    }
+}
+
+/// Sleeps until `at` (forever when `None`; the caller guards the branch).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

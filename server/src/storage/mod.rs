@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod documents;
 pub mod quarantine;
 mod schema;
+pub mod versions;
 pub mod workspaces;
 mod writer;
 
@@ -100,6 +101,8 @@ pub struct NewUpdate {
     pub bytes: Bytes,
     /// Who wrote it, when known.
     pub user_id: Option<String>,
+    /// The connection it came from (`y-websocket/17`, `rest`), when known.
+    pub client: Option<Arc<str>>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
 }

@@ -148,6 +148,36 @@ const MIGRATIONS: &[&str] = &[
     //    archiving and deletion are the channel's (`docs/schemas.md`, Long channels).
     "ALTER TABLE documents ADD COLUMN segment_of TEXT;
      CREATE INDEX documents_by_channel ON documents (segment_of) WHERE segment_of IS NOT NULL;",
+    // 7: version history: the connection each update came from, who wrote which clocks (kept
+    // when compaction deletes the log rows), versions, and how far the log is attributed.
+    "ALTER TABLE updates ADD COLUMN client TEXT;
+     ALTER TABLE documents ADD COLUMN attributed_upto INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE authorship (
+         doc     INTEGER NOT NULL REFERENCES documents (key),
+         origin  BLOB NOT NULL,
+         start   INTEGER NOT NULL,
+         end     INTEGER NOT NULL,
+         user_id TEXT,
+         client  TEXT,
+         at      INTEGER NOT NULL,
+         PRIMARY KEY (doc, origin, start)
+     ) WITHOUT ROWID;
+     CREATE TABLE versions (
+         id            TEXT PRIMARY KEY,
+         doc           INTEGER NOT NULL REFERENCES documents (key),
+         kind          TEXT NOT NULL CHECK (kind IN ('auto', 'named', 'restore')),
+         name          TEXT,
+         upto          INTEGER NOT NULL,
+         state         BLOB NOT NULL,
+         started_at    INTEGER NOT NULL,
+         ended_at      INTEGER NOT NULL,
+         authors       TEXT NOT NULL,
+         summary       TEXT NOT NULL,
+         created_by    TEXT,
+         restored_from TEXT,
+         created_at    INTEGER NOT NULL
+     );
+     CREATE INDEX versions_by_doc ON versions (doc, created_at, id);",
 ];
 
 /// Brings the database up to the latest schema.

@@ -184,7 +184,7 @@ fn execute(tx: &Connection, request: &mut WriteRequest) -> Result<Done, StorageE
         }
         WriteRequest::Append { doc, updates, .. } => {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO updates (doc, seq, bytes, user_id, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO updates (doc, seq, bytes, user_id, client, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for update in updates {
                 insert.execute(rusqlite::params![
@@ -192,6 +192,7 @@ fn execute(tx: &Connection, request: &mut WriteRequest) -> Result<Done, StorageE
                     update.seq as i64,
                     update.bytes.as_ref(),
                     update.user_id,
+                    update.client.as_deref(),
                     update.at_ms
                 ])?;
             }
@@ -221,8 +222,13 @@ fn execute(tx: &Connection, request: &mut WriteRequest) -> Result<Done, StorageE
                 size as i64,
                 at_ms
             ])?;
-            tx.prepare_cached("DELETE FROM updates WHERE doc = ?1 AND seq <= ?2")?
-                .execute(rusqlite::params![doc.0, *upto as i64])?;
+            // Log rows not yet folded into attribution stay (the load skips what the snapshot
+            // holds); the next compaction after a checkpoint deletes them.
+            tx.prepare_cached(
+                "DELETE FROM updates WHERE doc = ?1
+                 AND seq <= MIN(?2, (SELECT attributed_upto FROM documents WHERE key = ?1))",
+            )?
+            .execute(rusqlite::params![doc.0, *upto as i64])?;
             Ok(Done::Compacted { replaced_blob })
         }
         WriteRequest::Quarantine { doc, items, at_ms, .. } => {

@@ -238,3 +238,53 @@ pub fn written(doc: &Automerge) -> Result<Vec<Written>, CrdtFailure> {
         out
     })
 }
+
+/// A saved document (or its state at `version`, when given) read through `kind`'s projection.
+///
+/// # Errors
+/// [`CrdtFailure`] when the document or version does not load.
+pub fn project_at(
+    saved: &[u8],
+    version: Option<&[u8]>,
+    kind: crate::DocKind,
+) -> Result<crate::domain::Projection, CrdtFailure> {
+    let doc = contain("load document", || Automerge::load(saved))?;
+    let doc = match version {
+        None => doc,
+        Some(version) => state_at(&doc, &decode_version(version)?)?,
+    };
+    contain_infallible("project", || crate::domain::Projection::of_automerge(&doc, kind))
+}
+
+/// The runs each of `entries` added, in order: the entries logged after `base` (a version of the
+/// saved document; `None` when they start from the empty document).
+///
+/// # Errors
+/// [`CrdtFailure`] when the document, the version or an entry does not load.
+pub fn attribute<'a>(
+    saved: &[u8],
+    base: Option<&[u8]>,
+    entries: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Vec<Run>>, CrdtFailure> {
+    let mut doc = match base {
+        None => Automerge::new(),
+        Some(version) => {
+            let full = contain("load document", || Automerge::load(saved))?;
+            state_at(&full, &decode_version(version)?)?
+        }
+    };
+    entries.into_iter().map(|entry| insertions(&mut doc, entry)).collect()
+}
+
+/// Blame of the document's `content` text (a saved document), from `authorship`.
+///
+/// # Errors
+/// [`CrdtFailure`] when the document does not load.
+pub fn blame(
+    saved: &[u8],
+    authorship: &crate::history::Authorship,
+) -> Result<Vec<crate::history::BlameSpan>, CrdtFailure> {
+    let doc = contain("load document", || Automerge::load(saved))?;
+    let text = contain_infallible("project", || crate::domain::document::from_automerge(&doc).to_text())?;
+    Ok(crate::history::blame(&text, &written(&doc)?, authorship))
+}

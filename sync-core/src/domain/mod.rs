@@ -38,6 +38,11 @@ impl Projection {
         }
     }
 
+    /// An empty document of `kind` (the same on both CRDTs).
+    pub fn empty(kind: DocKind) -> Self {
+        Self::of_yjs(&yrs::Doc::new(), kind)
+    }
+
     /// An Automerge document read as a `kind` document.
     pub fn of_automerge(doc: &automerge::Automerge, kind: DocKind) -> Self {
         match kind {

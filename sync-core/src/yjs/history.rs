@@ -28,6 +28,30 @@ pub fn capture<T: ReadTxn>(txn: &T) -> Vec<u8> {
     txn.snapshot().encode_v1()
 }
 
+/// The version `doc` is at and its full state (v1): what a checkpoint records and summarizes.
+pub fn capture_doc(doc: &Doc) -> (Vec<u8>, Vec<u8>) {
+    let txn = doc.transact();
+    (capture(&txn), txn.encode_state_as_update_v1(&StateVector::default()))
+}
+
+/// Takes the document of `txn` back to `version` within `txn` (see [`revert`]), writing as the
+/// document's own client.
+///
+/// # Errors
+/// [`CrdtFailure`] when the version is not one of this document, or yrs fails.
+pub fn restore(txn: &mut yrs::TransactionMut<'_>, version: &Snapshot) -> Result<(), CrdtFailure> {
+    if !is_version_of(txn, version) {
+        return Err(CrdtFailure::new("restore", "the version is not one of this document"));
+    }
+    let client = txn.doc().client_id().get();
+    let update = revert(txn, version, client)?;
+    if update.is_empty() {
+        return Ok(());
+    }
+    let decoded = contain("decode restore", || Update::decode_v1(&update))?;
+    contain("apply restore", || txn.apply_update(decoded))
+}
+
 /// Decodes a version [`capture`] made.
 ///
 /// # Errors
@@ -228,4 +252,40 @@ fn text_branches<T: ReadTxn>(txn: &T) -> Vec<TextBranch> {
 pub fn is_version_of<T: ReadTxn>(txn: &T, version: &Snapshot) -> bool {
     let sv = txn.state_vector();
     version.state_map.iter().all(|(client, clock)| sv.get(client) >= *clock)
+}
+
+/// A full state (or the state at `version`, when given) read through `kind`'s projection.
+///
+/// # Errors
+/// [`CrdtFailure`] when the state or version does not load.
+pub fn project_at(
+    full_state: &[u8],
+    version: Option<&[u8]>,
+    kind: crate::DocKind,
+) -> Result<crate::domain::Projection, CrdtFailure> {
+    let doc = load(full_state)?;
+    let doc = match version {
+        None => doc,
+        Some(version) => {
+            let version = decode_version(version)?;
+            let state = state_at(&doc.transact(), &version)?;
+            load(&state)?
+        }
+    };
+    contain_infallible("project", || crate::domain::Projection::of_yjs(&doc, kind))
+}
+
+/// Blame of the document's text (a full state), from `authorship`.
+///
+/// # Errors
+/// [`CrdtFailure`] when the state does not load.
+pub fn blame(
+    full_state: &[u8],
+    authorship: &crate::history::Authorship,
+) -> Result<Vec<crate::history::BlameSpan>, CrdtFailure> {
+    let doc = load(full_state)?;
+    let txn = doc.transact();
+    let text = contain_infallible("project", || crate::domain::document::from_yjs(&txn).to_text())?;
+    let written = written(&txn)?;
+    Ok(crate::history::blame(&text, &written, authorship))
 }

@@ -112,9 +112,12 @@ enum Relation {
 pub struct StateCheck(yrs::Snapshot);
 
 impl YjsReplica {
-    /// An empty document.
+    /// An empty document that keeps deleted content (`skip_gc`), so that its past states can be
+    /// rebuilt and restored (`super::history`). What that costs is measured in
+    /// `docs/benchmarks.md` (History).
     pub fn new() -> Self {
-        Self { doc: Doc::new(), anchors: Anchors::default() }
+        let options = yrs::Options { skip_gc: true, ..yrs::Options::default() };
+        Self { doc: Doc::with_options(options), anchors: Anchors::default() }
     }
 
     /// Wraps a document an application owns (the client side). The application edits it through

@@ -6,6 +6,7 @@ mod accounts;
 mod content;
 mod docs;
 pub mod limits;
+mod versions;
 mod workspaces;
 
 pub(crate) use accounts::{email, now_ms, password_user};
@@ -51,6 +52,7 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(workspaces::routes())
         .merge(docs::routes())
         .merge(content::routes())
+        .merge(versions::routes())
         .split_for_parts()
 }
 
@@ -65,7 +67,8 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         (name = "accounts", description = "Sign-up, log-in, sessions and the caller's profile"),
         (name = "workspaces", description = "Workspaces, members, invites and the audit log"),
         (name = "documents", description = "The documents, channels, boards and whiteboards of a workspace"),
-        (name = "content", description = "A document's content, read through its kind's projection")
+        (name = "content", description = "A document's content, read through its kind's projection"),
+        (name = "history", description = "Versions, diffs, blame and restore")
     )
 )]
 struct ApiDoc;
