@@ -326,6 +326,8 @@ impl Room {
                 break Exit::Poisoned;
             }
             self.maybe_checkpoint();
+            // A restore made there has events to carry out now, not at the next wake-up.
+            self.dispatch().await;
             self.maybe_compact();
             self.answer_writes();
             self.answer_reads();
