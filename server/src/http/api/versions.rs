@@ -5,7 +5,7 @@
 //! Reading history takes `read_document` (404 for whoever may not see the document); naming a
 //! version and restoring take `edit_document` (403), and an archived document refuses both (409).
 //! A version id is looked up within the document in the path only: one of another document, or
-//! of another workspace, is as unknown as a made-up one (404 `version`).
+//! of another workspace, is as unknown as a made-up one (404 `not_found`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -318,7 +318,7 @@ async fn editable(state: &AppState, id: &str, caller: &Caller) -> Result<(Docume
     Ok((found, key))
 }
 
-/// Version `id` of document `key`: 404 `version` for an unknown one or one of another document.
+/// Version `id` of document `key`: 404 for an unknown one or one of another document.
 async fn version_of(state: &AppState, key: DocKey, id: &str) -> Result<StoredVersion, ApiError> {
     state.storage.version(key, id).await?.ok_or(ApiError::Missing("version"))
 }
