@@ -107,15 +107,22 @@ impl Trace {
     /// position by walking the document from its start, so each edit costs time proportional to the
     /// document's length.
     pub fn replay_yjs(&self) -> Vec<Bytes> {
-        replay_yjs_into(&self.edits, &Doc::with_client_id(TRACE_CLIENT_ID))
+        replay_yjs_into(&self.edits, &Doc::with_client_id(TRACE_CLIENT_ID), TEXT_ROOT)
+    }
+
+    /// As [`Trace::replay_yjs`], into the root text `root` (`content`: what a Weft text document's
+    /// projection reads); also returns the replayed document.
+    pub fn replay_yjs_as(&self, root: &str) -> (Vec<Bytes>, Doc) {
+        let doc = Doc::with_client_id(TRACE_CLIENT_ID);
+        (replay_yjs_into(&self.edits, &doc, root), doc)
     }
 }
 
 /// Applies `edits` to the (empty) `doc`, one transaction each, and returns each transaction's v1
 /// update. The document is left holding the final text.
-fn replay_yjs_into(edits: &[Edit], doc: &Doc) -> Vec<Bytes> {
+fn replay_yjs_into(edits: &[Edit], doc: &Doc, root: &str) -> Vec<Bytes> {
     const OBSERVER: &str = "weft-benches-replay";
-    let text = doc.get_or_insert_text(TEXT_ROOT);
+    let text = doc.get_or_insert_text(root);
     let updates = Arc::new(Mutex::new(Vec::with_capacity(edits.len())));
     let sink = Arc::clone(&updates);
     doc.observe_update_v1(OBSERVER, move |_, event| {
@@ -177,7 +184,7 @@ mod tests {
         let expected = apply_to_string(edits);
 
         let doc = Doc::with_client_id(TRACE_CLIENT_ID);
-        let updates = replay_yjs_into(edits, &doc);
+        let updates = replay_yjs_into(edits, &doc, TEXT_ROOT);
         assert_eq!(updates.len(), edits.len(), "one update per edit");
         let replayed = doc.get_or_insert_text(TEXT_ROOT).get_string(&doc.transact());
         assert!(replayed == expected, "the Yjs replay diverges from the edits");

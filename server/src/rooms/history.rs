@@ -3,8 +3,9 @@
 //! and before unloading), capturing the version on the room task, and — off it — folding the log
 //! since the last checkpoint into attribution, summarizing what changed and recording the version.
 //!
-//! A checkpoint is captured only when nothing appended is outstanding, so the version, the full
-//! state it is summarized from and the log rows it attributes all end at the same sequence number.
+//! A checkpoint is captured on the room at the relay's last sequence number, and its task waits
+//! until the log holds everything up to there before it reads the rows it attributes, so the
+//! version, the state it is summarized from and the rows all end at the same sequence number.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,8 @@ pub(super) struct Captured {
     pub state: Vec<u8>,
     /// The last sequence number both hold.
     pub upto: u64,
+    /// The last sequence number the log holds: the checkpoint waits until it reaches `upto`.
+    pub durable: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Edits since the last checkpoint.
@@ -198,6 +201,14 @@ impl History {
         }
     }
 
+    /// Drops the running checkpoint (its requests are told it failed).
+    pub fn abort(&mut self) {
+        if let Some((requests, task)) = self.running.take() {
+            task.abort();
+            self.finished(requests, Err("the document stopped before the version was recorded".into()));
+        }
+    }
+
     /// Answers every waiting request (the room is stopping).
     pub fn abandon(&mut self, why: &str) {
         for request in self.requests.drain(..) {
@@ -220,11 +231,16 @@ async fn record(
     retention: Retention,
 ) -> Result<(u64, Option<Version>), String> {
     let failed = |e: StorageError| e.to_string();
+    let mut durable = captured.durable.clone();
+    let upto = captured.upto;
+    durable
+        .wait_for(|d| *d >= upto)
+        .await
+        .map_err(|_| "the document stopped before its log was written".to_owned())?;
     let kind = storage.document_kind(key).await.map_err(failed)?.unwrap_or(DocKind::Document);
     let previous = storage.latest_version(key).await.map_err(failed)?;
     let (_, rows) = storage.unattributed(key).await.map_err(failed)?;
-    let rows: Vec<LoggedUpdate> = rows.into_iter().filter(|r| r.seq <= captured.upto).collect();
-    let upto = captured.upto;
+    let rows: Vec<LoggedUpdate> = rows.into_iter().filter(|r| r.seq <= upto).collect();
     let Some(meta) = meta.or_else(|| (!rows.is_empty()).then_some((VersionKind::Auto, None, None, None)))
     else {
         // Nothing written since the last checkpoint and nothing asked for: no version.

@@ -122,12 +122,15 @@ async fn run(
             return;
         }
     };
+    // Everything loaded is durable.
+    let loaded_upto = room.1.relay().last_seq();
     let mut room = Room {
         doc,
         generation,
         replica: room.1,
         key: room.0,
         history: History::new(shared.config.history.clone()),
+        durable: tokio::sync::watch::Sender::new(loaded_upto),
         shared,
         peers: HashMap::new(),
         writers: HashMap::new(),
@@ -215,6 +218,8 @@ struct Room {
     writers: HashMap<PeerId, Writer>,
     /// Versions: when to checkpoint, the checkpoint running.
     history: History,
+    /// The last sequence number the log holds, for checkpoints waiting on it.
+    durable: tokio::sync::watch::Sender<u64>,
     /// Appends handed to storage, oldest first, each with the last sequence number it carries.
     commits: VecDeque<(u64, Receipt)>,
     /// The snapshot being verified and written, if any.
@@ -416,11 +421,10 @@ impl Room {
         }
     }
 
-    /// Starts a checkpoint when one is due and nothing appended is outstanding; makes the
-    /// restores asked for once what was written before them is a version.
+    /// Starts a checkpoint when one is due; makes the restores asked for once what was written
+    /// before them is a version. The checkpoint's task waits until the log holds what it captured.
     fn maybe_checkpoint(&mut self) {
-        let relay = self.replica.relay();
-        if !self.commits.is_empty() || relay.health() != Health::Serving {
+        if self.replica.relay().health() != Health::Serving {
             return;
         }
         if !self.restores.is_empty() {
@@ -433,8 +437,8 @@ impl Room {
             for (version, by, reply) in std::mem::take(&mut self.restores) {
                 self.restore(version, by, reply);
             }
-            return;
         }
+        // A restore that changed nothing appends nothing: its version is due right away.
         if self.history.due(Instant::now(), self.replica.relay().last_seq()) {
             self.capture();
         }
@@ -445,7 +449,7 @@ impl Room {
         let last = self.replica.relay().last_seq();
         match self.replica.capture() {
             Ok((version, state)) => {
-                let captured = Captured { version, state, upto: last };
+                let captured = Captured { version, state, upto: last, durable: self.durable.subscribe() };
                 self.history.start(captured, self.key, self.replica.crdt(), self.shared.storage.clone());
             }
             Err(failure) => {
@@ -538,7 +542,10 @@ impl Room {
     /// An append request finished.
     fn committed(&mut self, upto: u64, result: Result<(), StorageError>) {
         match result {
-            Ok(()) => self.replica.relay_mut().handle_durable(upto),
+            Ok(()) => {
+                self.replica.relay_mut().handle_durable(upto);
+                self.durable.send_replace(upto);
+            }
             Err(err) => {
                 tracing::error!(doc = %self.doc, error = %err, "append failed; closing the document");
                 self.replica.relay_mut().handle_failure(&format!("the log could not be written: {err}"));
@@ -778,7 +785,11 @@ impl Room {
             let result = join_compaction(&mut self.compaction).await;
             self.finish_compaction(result);
         }
-        // What was written since the last version becomes one before the room goes.
+        // What was written since the last version becomes one before the room goes (a poisoned
+        // room's checkpoint may wait for appends that failed: it is dropped; the log stays).
+        if matches!(exit, Exit::Poisoned) {
+            self.history.abort();
+        }
         if self.history.is_running() {
             let (requests, result) = self.history.join().await;
             self.finish_checkpoint(requests, result);

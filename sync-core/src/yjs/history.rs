@@ -9,7 +9,7 @@
 use yrs::undo::{Options as UndoOptions, StackItem, UndoManager};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
-use yrs::{Doc, ID, IdSet, Options, Out, ReadTxn, Snapshot, StateVector, Transact, Update};
+use yrs::{Doc, ID, IdSet, Options, Out, ReadTxn, Snapshot, StateVector, Transact, Update, WriteTxn};
 
 use super::scan;
 use crate::contain::{CrdtFailure, contain, contain_infallible};
@@ -27,6 +27,9 @@ pub fn keeping_history(client_id: u64) -> Doc {
 pub fn capture<T: ReadTxn>(txn: &T) -> Vec<u8> {
     txn.snapshot().encode_v1()
 }
+
+/// The root a copy is split through (see [`state_at`]); never in a stored document.
+const SPLIT_ROOT: &str = "\u{0}weft-split";
 
 /// The version `doc` is at and its full state (v1): what a checkpoint records and summarizes.
 pub fn capture_doc(doc: &Doc) -> (Vec<u8>, Vec<u8>) {
@@ -65,6 +68,32 @@ pub fn decode_version(version: &[u8]) -> Result<Snapshot, CrdtFailure> {
 /// # Errors
 /// [`CrdtFailure`] when the document does not keep deleted content or yrs fails.
 pub fn state_at<T: ReadTxn>(txn: &T, version: &Snapshot) -> Result<Vec<u8>, CrdtFailure> {
+    // Only a document that kept deleted content has its past states (an empty snapshot costs
+    // nothing to encode, and yrs refuses it the same way).
+    let kept = contain_infallible("check history", || {
+        !matches!(
+            txn.encode_state_from_snapshot(&Snapshot::default(), &mut EncoderV1::new()),
+            Err(yrs::error::Error::Gc)
+        )
+    })?;
+    if !kept {
+        return Err(CrdtFailure::new(
+            "encode state at version",
+            "the document does not keep history (it collects garbage)",
+        ));
+    }
+    // yrs 0.28 encodes the last item of a client wrongly when the version ends inside it (the
+    // state does not decode); on a copy split at the version's clocks, every item ends there.
+    let state =
+        contain_infallible("encode state", || txn.encode_state_as_update_v1(&StateVector::default()))?;
+    let copy = load(&state)?;
+    let mut txn = copy.transact_mut();
+    contain_infallible("split at version", || {
+        // `diff_range` splits the document's items at the snapshot's clocks (for every client);
+        // the text it diffs is a scratch root of the copy.
+        let scratch = txn.get_or_insert_text(SPLIT_ROOT);
+        yrs::Text::diff_range(&scratch, &mut txn, Some(version), None, |c| c);
+    })?;
     contain("encode state at version", || {
         let mut encoder = EncoderV1::new();
         match txn.encode_state_from_snapshot(version, &mut encoder) {
