@@ -56,6 +56,15 @@ async fn text_of(api: &Api, doc: &str, who: &Person) -> String {
     response.text().await.unwrap()
 }
 
+/// Waits until the document's plain text over REST is `expected` (durable on the server).
+async fn wait_text(api: &Api, doc: &str, who: &Person, expected: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while text_of(api, doc, who).await != expected {
+        assert!(tokio::time::Instant::now() < deadline, "the text never became {expected:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn versions(api: &Api, doc: &str, who: &Person) -> Vec<Value> {
     let (status, page) = api.get(&format!("/api/docs/{doc}/versions"), Some(&who.token)).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -98,11 +107,7 @@ async fn idle_sessions_become_versions_with_authors_content_diff_and_blame() {
         let client = common::client(&url(who)).await;
         type_at(client.doc(), at, word);
         eventually("the server has the edit", || content_text(client.doc()) == expected).await;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while text_of(&api, &doc, &ada).await != expected {
-            assert!(tokio::time::Instant::now() < deadline, "the edit never became durable");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_text(&api, &doc, &ada, expected).await;
         let list = wait_versions(&api, &doc, &ada, n + 1).await;
         assert_eq!(list[0]["kind"], "auto");
         assert_eq!(list[0]["authors"], json!([who.id]), "{list:?}");
@@ -169,11 +174,7 @@ async fn restore_is_a_forward_update_that_reaches_connected_clients_and_can_be_r
     let doc = create(&api, &ada, &ws, "document", "yjs").await;
     let live = common::client(&format!("{}?token={}", server.yjs_url(&doc), ada.token)).await;
     type_at(live.doc(), 0, "The quick fox");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while text_of(&api, &doc, &ada).await != "The quick fox" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_text(&api, &doc, &ada, "The quick fox").await;
     let (status, named) = api
         .call(
             Method::POST,
@@ -190,11 +191,7 @@ async fn restore_is_a_forward_update_that_reaches_connected_clients_and_can_be_r
         let t = live.doc().get_or_insert_text("content");
         t.remove_range(&mut live.doc().transact_mut(), 4, 6);
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while text_of(&api, &doc, &ada).await != "The fox" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_text(&api, &doc, &ada, "The fox").await;
 
     // A viewer may not restore; the owner may, and the connected client converges.
     let restore = format!("/api/docs/{doc}/versions/{draft}/restore");
@@ -339,11 +336,7 @@ async fn attribution_survives_compaction_and_restart() {
         .await;
         client.stop().await;
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while text_of(&api, &doc, &ada).await != expected {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_text(&api, &doc, &ada, &expected).await;
     wait_versions(&api, &doc, &ada, 2).await;
     let server = server.restart().await;
     let api = Api::new(&server);

@@ -96,14 +96,14 @@ impl History {
         Self { config, session: None, requests: Vec::new(), forced: false, running: None, attributed_upto: 0 }
     }
 
-    /// An update was appended.
-    pub fn edited(&mut self, now: Instant) {
+    /// `count` updates were appended (one batch: once per batch, not per update).
+    pub fn edited(&mut self, now: Instant, count: usize) {
         match &mut self.session {
             Some(session) => {
                 session.last = now;
-                session.updates += 1;
+                session.updates += count;
             }
-            None => self.session = Some(Session { started: now, last: now, updates: 1 }),
+            None => self.session = Some(Session { started: now, last: now, updates: count }),
         }
     }
 
@@ -285,18 +285,22 @@ struct Folded {
     ended_at: Option<i64>,
 }
 
-/// The CPU part of a checkpoint: attribution of `rows`, the summary against the version before.
-fn fold(
+/// Who wrote what in `rows` (log rows after the version `previous` of the full `state`): each
+/// row's runs with its author and connection. The one attribution of log rows, for checkpoints
+/// and for blame of rows not yet folded.
+///
+/// # Errors
+/// A description of what did not load (Automerge).
+pub fn attribute(
     crdt: Crdt,
-    kind: DocKind,
-    captured: &Captured,
+    state: &[u8],
     previous: Option<&[u8]>,
     rows: &[LoggedUpdate],
-) -> Result<Folded, String> {
+) -> Result<Vec<(Run, Author, Option<String>)>, String> {
     let per_row: Vec<Vec<Run>> = match crdt {
         // A row the relay accepted always scans; one that does not attributes nothing.
         Crdt::Yjs => rows.iter().map(|r| yh::insertions(&r.bytes).unwrap_or_default()).collect(),
-        Crdt::Automerge => am::attribute(&captured.state, previous, rows.iter().map(|r| r.bytes.as_slice()))
+        Crdt::Automerge => am::attribute(state, previous, rows.iter().map(|r| r.bytes.as_slice()))
             .map_err(|e| e.to_string())?,
     };
     let mut runs = Vec::new();
@@ -305,6 +309,18 @@ fn fold(
             runs.push((run, Author { user: row.user_id.clone(), at: row.at }, row.client.clone()));
         }
     }
+    Ok(runs)
+}
+
+/// The CPU part of a checkpoint: attribution of `rows`, the summary against the version before.
+fn fold(
+    crdt: Crdt,
+    kind: DocKind,
+    captured: &Captured,
+    previous: Option<&[u8]>,
+    rows: &[LoggedUpdate],
+) -> Result<Folded, String> {
+    let runs = attribute(crdt, &captured.state, previous, rows)?;
     let mut authors: Vec<String> = Vec::new();
     for user in rows.iter().filter_map(|r| r.user_id.as_ref()) {
         if !authors.contains(user) {

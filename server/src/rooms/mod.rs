@@ -25,7 +25,7 @@ use weft_sync_core::{CloseCode, DocId, DocKind, PeerId};
 use crate::metrics::Metrics;
 use crate::storage::versions::{StoredVersion, Version};
 use crate::storage::{Crdt, Storage, StorageError};
-pub use history::HistoryConfig;
+pub use history::{HistoryConfig, attribute};
 pub use peer::{Closer, Dialect, PeerLink, Undeliverable, link};
 pub use replica::Inbound;
 use room::{RoomCommand, RoomHandle};

@@ -616,7 +616,6 @@ impl Room {
                             Some(w) => (w.user.map(|u| u.to_string()), Some(w.client)),
                             None => (None, None),
                         };
-                        self.history.edited(Instant::now());
                         appends.push(NewUpdate { seq, bytes: update, user_id, client, at_ms: now_ms() });
                     }
                     Event::Acknowledge { peer } => {
@@ -638,6 +637,7 @@ impl Room {
             if appends.is_empty() {
                 return;
             }
+            self.history.edited(Instant::now(), appends.len());
             let batch = std::mem::take(&mut appends);
             let upto = batch.last().map_or(0, |u| u.seq);
             match self.shared.storage.append(self.key, batch).await {

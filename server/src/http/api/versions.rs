@@ -268,15 +268,8 @@ async fn blame(
     let base = state.storage.latest_version(key).await?.map(|v| v.state);
     let crdt = found.crdt;
     let spans = tokio::task::spawn_blocking(move || -> Result<Vec<BlameSpan>, String> {
-        let pending: Vec<Vec<history::Run>> = match crdt {
-            Crdt::Yjs => rows.iter().map(|r| yh::insertions(&r.bytes).unwrap_or_default()).collect(),
-            Crdt::Automerge => am::attribute(&full, base.as_deref(), rows.iter().map(|r| r.bytes.as_slice()))
-                .map_err(|e| e.to_string())?,
-        };
-        for (row, row_runs) in rows.iter().zip(pending) {
-            let author = history::Author { user: row.user_id.clone(), at: row.at };
-            runs.extend(row_runs.into_iter().map(|run| (run, author.clone())));
-        }
+        let pending = crate::rooms::attribute(crdt, &full, base.as_deref(), &rows)?;
+        runs.extend(pending.into_iter().map(|(run, author, _)| (run, author)));
         let authorship = Authorship::new(runs);
         match crdt {
             Crdt::Yjs => yh::blame(&full, &authorship),
