@@ -1,7 +1,8 @@
 // Restore reaches the real clients: a version restored over `POST /api/docs/{id}/versions/{v}/restore`
 // arrives at a connected, unmodified `y-websocket` provider and `@automerge/automerge-repo` client
 // as an ordinary update, and a client that edited offline meanwhile merges its edit into the
-// restored text (docs/history.md). Every test has its own server and is bounded in time.
+// restored text; and blame over three members' automerge-repo clients names who wrote each span
+// (docs/history.md). Every test has its own server and is bounded in time.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -9,7 +10,7 @@ import assert from 'node:assert/strict'
 import * as Automerge from '@automerge/automerge'
 
 import { connectProvider, startWeft, waitFor, waitSynced } from '../lib/weft.mjs'
-import { closeRepo, openRepo, serverPeerId } from '../lib/automerge.mjs'
+import { closeRepo, findEventually, openRepo, serverPeerId } from '../lib/automerge.mjs'
 import { call, createDoc, ok, workspace } from '../lib/api.mjs'
 
 const TEST_TIMEOUT_MS = 30_000
@@ -93,4 +94,49 @@ test('a restore reaches a connected automerge-repo client and merges an offline 
   const merged = '>> The quick brown fox'
   assert.equal(handle.doc().content, merged)
   await textIs(doc, merged)
+})
+
+test('blame names the automerge-repo client of each of three members', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const server = await startWeft()
+  const repos = []
+  t.after(async () => {
+    for (const opened of repos) await closeRepo(opened)
+    await server.cleanup()
+  })
+  const { ws, owner, members } = await workspace(server, ['admin', 'editor'])
+  const doc = (await createDoc(server, owner.token, ws, { kind: 'document', crdt: 'automerge', title: 'notes' })).id
+  const connect = async (who) => {
+    const opened = openRepo(server, { token: who.token })
+    repos.push(opened)
+    await waitFor(() => serverPeerId(opened) !== undefined, WAIT_MS, 'handshake')
+    return opened
+  }
+  const blameText = async () => (await ok(server, 'GET', `/api/docs/${doc}/blame`, owner.token)).text
+
+  // The owner writes the first words; the admin and the editor each open the document in their
+  // own repo and type in turn, interleaved with what is already there.
+  const first = await connect(owner)
+  const handle = first.repo.import(Automerge.save(Automerge.from({ content: 'alpha ' })), { docId: doc })
+  await waitFor(async () => (await blameText()) === 'alpha ', WAIT_MS, 'the owner\'s text arrives')
+  const turns = [
+    [members.admin, 6, 'beta ', 'alpha beta '],
+    [members.editor, 0, 'gamma ', 'gamma alpha beta '],
+    [members.admin, 17, 'delta', 'gamma alpha beta delta']
+  ]
+  for (const [who, at, word, expected] of turns) {
+    const opened = await connect(who)
+    const theirs = await findEventually(opened.repo, handle.url)
+    await waitFor(() => theirs.doc().content?.length === expected.length - word.length, WAIT_MS, 'the text so far')
+    theirs.change((d) => Automerge.splice(d, ['content'], at, 0, word))
+    await waitFor(async () => (await blameText()) === expected, WAIT_MS, `${expected} arrives`)
+  }
+
+  const blame = await ok(server, 'GET', `/api/docs/${doc}/blame`, owner.token)
+  const spans = blame.spans.map((s) => [s.text, s.author?.user])
+  assert.deepEqual(spans, [
+    ['gamma ', members.editor.id],
+    ['alpha ', owner.id],
+    ['beta ', members.admin.id],
+    ['delta', members.admin.id]
+  ])
 })

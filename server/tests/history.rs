@@ -1,8 +1,9 @@
 //! Version history against the real server: versions after idle editing sessions and on request,
 //! the content at a version, diffs, blame after interleaved edits by three members over
 //! y-websocket, restore as a forward update reaching a connected client, attribution that survives
-//! compaction and a restart, an Automerge board restored over REST, and every refusal (unknown
-//! versions, another document's version, roles, archived documents, bad names).
+//! compaction and a restart, idle sessions on an Automerge board, retention thinning that keeps
+//! every kept version readable after compaction, an Automerge board restored over REST, and every
+//! refusal (unknown versions, another document's version, roles, archived documents, bad names).
 
 mod common;
 
@@ -416,5 +417,152 @@ async fn an_automerge_board_is_restored_over_rest() {
     assert_eq!(after, before, "the board is as it was at the version");
     let (_, at_plan) = api.get(&format!("/api/docs/{board}/versions/{plan}"), Some(&ada.token)).await;
     assert_eq!(at_plan["content"]["tasks"].as_array().map(Vec::len), Some(2), "{at_plan}");
+    server.stop().await;
+}
+
+/// The plain text of `doc` at version `v`.
+async fn version_text(api: &Api, doc: &str, v: &str, who: &Person) -> String {
+    let response = api
+        .http
+        .get(format!("{}/api/docs/{doc}/versions/{v}?format=text", api.base))
+        .bearer_auth(&who.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "version {v}");
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn idle_sessions_on_an_automerge_board_become_versions() {
+    let dir = temp_dir();
+    let server = TestServer::start_with(config(dir.path())).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let ws = create_workspace(&api, &ada, "Acme").await;
+    let bob = member(&api, &ada, &ws, "bob@example.com", "editor").await;
+    let cy = member(&api, &ada, &ws, "cy@example.com", "editor").await;
+    let board = create(&api, &ada, &ws, "board", "automerge").await;
+    let tasks = format!("/api/docs/{board}/tasks");
+
+    // Three members each add a task and go quiet; each session becomes a version of its own.
+    for (n, (who, id)) in [(&ada, "t1"), (&bob, "t2"), (&cy, "t3")].into_iter().enumerate() {
+        let (status, body) =
+            api.call(Method::POST, &tasks, Some(&who.token), json!({ "id": id, "title": id })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let list = wait_versions(&api, &board, &ada, n + 1).await;
+        assert_eq!(list[0]["kind"], "auto", "{list:?}");
+        assert_eq!(list[0]["authors"], json!([who.id]), "{list:?}");
+        assert_eq!(list[0]["summary"]["items_added"], 1, "{list:?}");
+    }
+    // Each version holds the board as it was: one, two, then three tasks.
+    let list = versions(&api, &board, &cy).await;
+    assert_eq!(list.len(), 3, "{list:?}");
+    for (v, expected) in list.iter().rev().zip([vec!["t1"], vec!["t1", "t2"], vec!["t1", "t2", "t3"]]) {
+        let (status, at) = api
+            .get(&format!("/api/docs/{board}/versions/{}", v["id"].as_str().unwrap()), Some(&cy.token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{at}");
+        let mut ids: Vec<&str> =
+            at["content"]["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, expected, "{at}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retention_thins_automatic_versions_and_every_kept_version_still_reads() {
+    let dir = temp_dir();
+    let mut config = config(dir.path());
+    // Keep one automatic version per hour at any age (plus the newest), so a quick run thins; and
+    // compact often, so the log that the thinned versions covered is gone too.
+    config.rooms.history.retention = weft::storage::versions::Retention::parse("0s=1h").unwrap();
+    config.rooms.compact_after_updates = 3;
+    let server = TestServer::start_with(config).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let ws = create_workspace(&api, &ada, "Acme").await;
+    let doc = create(&api, &ada, &ws, "document", "yjs").await;
+    let url = format!("{}?token={}", server.yjs_url(&doc), ada.token);
+
+    // Five sessions, each one edit and then idle; a named version after the second.
+    let mut existed = Vec::new();
+    let mut named = None;
+    for (n, word) in ["one ", "two ", "three ", "four ", "five "].into_iter().enumerate() {
+        let client = common::client(&url).await;
+        let at = content_text(client.doc()).len() as u32;
+        type_at(client.doc(), at, word);
+        let expected = format!("{}{word}", existed.last().map_or("", String::as_str));
+        wait_text(&api, &doc, &ada, &expected).await;
+        client.stop().await;
+        // The session became the newest version.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let list = versions(&api, &doc, &ada).await;
+            let newest = list.first().map(|v| v["id"].as_str().unwrap().to_owned());
+            if let Some(v) = newest
+                && version_text(&api, &doc, &v, &ada).await == expected
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "session {n} never became a version: {list:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        existed.push(expected);
+        if n == 1 {
+            let (status, body) = api
+                .call(
+                    Method::POST,
+                    &format!("/api/docs/{doc}/versions"),
+                    Some(&ada.token),
+                    json!({ "name": "Two" }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            named = Some(body["id"].as_str().unwrap().to_owned());
+        }
+    }
+
+    // After a restart: the oldest automatic version, the named one and the newest are kept, the
+    // rest thinned; every kept version reads back as a text that existed, the named one as it was.
+    let server = server.restart().await;
+    let api = Api::new(&server);
+    let list = versions(&api, &doc, &ada).await;
+    let kinds: Vec<&str> = list.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["auto", "named", "auto"],
+        "thinned to one automatic version per hour plus the newest: {list:?}"
+    );
+    let texts: Vec<String> = {
+        let mut texts = Vec::new();
+        for v in &list {
+            texts.push(version_text(&api, &doc, v["id"].as_str().unwrap(), &ada).await);
+        }
+        texts
+    };
+    assert_eq!(texts[0], existed[4], "the newest");
+    assert_eq!(list[1]["id"].as_str(), named.as_deref());
+    assert_eq!(texts[1], existed[1], "the named version");
+    assert_eq!(texts[2], existed[0], "the oldest");
+    // A kept version whose log was compacted away still diffs and restores.
+    let oldest = list[2]["id"].as_str().unwrap();
+    let (status, diff) = api.get(&format!("/api/docs/{doc}/versions/{oldest}/diff"), Some(&ada.token)).await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["summary"]["chars_added"], existed[4].len() - existed[0].len(), "{diff}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/docs/{doc}/versions/{oldest}/restore"),
+            Some(&ada.token),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(text_of(&api, &doc, &ada).await, existed[0]);
+    let conn = rusqlite::Connection::open(common::db_path(dir.path())).unwrap();
+    let rows: i64 = conn.query_row("SELECT count(*) FROM updates", [], |r| r.get(0)).unwrap();
+    assert!(rows < 5, "the log was compacted ({rows} rows left)");
     server.stop().await;
 }
