@@ -37,6 +37,9 @@ fn config(dir: &std::path::Path) -> Config {
     config.rooms.history.every = Duration::from_secs(36_000);
     // Keep every version: the bench measures what they cost, not what thinning saves.
     config.rooms.history.retention = weft::storage::versions::Retention { tiers: vec![] };
+    // Replaying the whole trace with a version every 1,000 updates takes longer than an access
+    // token's default 15 minutes.
+    config.accounts.access_ttl = Duration::from_secs(4 * 3600);
     config
 }
 
