@@ -45,16 +45,20 @@ fn type_at(doc: &yrs::Doc, at: u32, s: &str) {
     t.insert(&mut doc.transact_mut(), at, s);
 }
 
-async fn text_of(api: &Api, doc: &str, who: &Person) -> String {
-    let response = api
-        .http
-        .get(format!("{}/api/docs/{doc}/content?format=text", api.base))
-        .bearer_auth(&who.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+/// The body of `GET path` as `who`, which must answer 200 (the `?format=text` reads).
+async fn plain(api: &Api, path: &str, who: &Person) -> String {
+    let response = api.http.get(format!("{}{path}", api.base)).bearer_auth(&who.token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.text().await.unwrap()
+}
+
+async fn text_of(api: &Api, doc: &str, who: &Person) -> String {
+    plain(api, &format!("/api/docs/{doc}/content?format=text"), who).await
+}
+
+/// The plain text of `doc` at version `v`.
+async fn version_text(api: &Api, doc: &str, v: &str, who: &Person) -> String {
+    plain(api, &format!("/api/docs/{doc}/versions/{v}?format=text"), who).await
 }
 
 /// Waits until the document's plain text over REST is `expected` (durable on the server).
@@ -85,15 +89,21 @@ async fn wait_versions(api: &Api, doc: &str, who: &Person, n: usize) -> Vec<Valu
     }
 }
 
+/// A workspace owned by ada with bob and cy as editors.
+async fn three_members(api: &Api) -> (String, Person, Person, Person) {
+    let ada = person(api, "ada@example.com").await;
+    let ws = create_workspace(api, &ada, "Acme").await;
+    let bob = member(api, &ada, &ws, "bob@example.com", "editor").await;
+    let cy = member(api, &ada, &ws, "cy@example.com", "editor").await;
+    (ws, ada, bob, cy)
+}
+
 #[tokio::test]
 async fn idle_sessions_become_versions_with_authors_content_diff_and_blame() {
     let dir = temp_dir();
     let server = TestServer::start_with(config(dir.path())).await;
     let api = Api::new(&server);
-    let ada = person(&api, "ada@example.com").await;
-    let ws = create_workspace(&api, &ada, "Acme").await;
-    let bob = member(&api, &ada, &ws, "bob@example.com", "editor").await;
-    let cy = member(&api, &ada, &ws, "cy@example.com", "editor").await;
+    let (ws, ada, bob, cy) = three_members(&api).await;
     let val = member(&api, &ada, &ws, "val@example.com", "viewer").await;
     let doc = create(&api, &ada, &ws, "document", "yjs").await;
     let url = |who: &Person| format!("{}?token={}", server.yjs_url(&doc), who.token);
@@ -120,14 +130,7 @@ async fn idle_sessions_become_versions_with_authors_content_diff_and_blame() {
     let (first, second) = (list[2]["id"].as_str().unwrap(), list[1]["id"].as_str().unwrap());
 
     // The content at a version is the content then.
-    let response = api
-        .http
-        .get(format!("{}/api/docs/{doc}/versions/{first}?format=text", api.base))
-        .bearer_auth(&val.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.text().await.unwrap(), "alpha ");
+    assert_eq!(version_text(&api, &doc, first, &val).await, "alpha ");
     let (status, at_second) = api.get(&format!("/api/docs/{doc}/versions/{second}"), Some(&val.token)).await;
     assert_eq!(status, StatusCode::OK, "{at_second}");
     assert_eq!(at_second["content"]["blocks"][0]["spans"][0]["text"], "alpha beta ");
@@ -420,28 +423,12 @@ async fn an_automerge_board_is_restored_over_rest() {
     server.stop().await;
 }
 
-/// The plain text of `doc` at version `v`.
-async fn version_text(api: &Api, doc: &str, v: &str, who: &Person) -> String {
-    let response = api
-        .http
-        .get(format!("{}/api/docs/{doc}/versions/{v}?format=text", api.base))
-        .bearer_auth(&who.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "version {v}");
-    response.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn idle_sessions_on_an_automerge_board_become_versions() {
     let dir = temp_dir();
     let server = TestServer::start_with(config(dir.path())).await;
     let api = Api::new(&server);
-    let ada = person(&api, "ada@example.com").await;
-    let ws = create_workspace(&api, &ada, "Acme").await;
-    let bob = member(&api, &ada, &ws, "bob@example.com", "editor").await;
-    let cy = member(&api, &ada, &ws, "cy@example.com", "editor").await;
+    let (ws, ada, bob, cy) = three_members(&api).await;
     let board = create(&api, &ada, &ws, "board", "automerge").await;
     let tasks = format!("/api/docs/{board}/tasks");
 
