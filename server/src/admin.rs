@@ -53,3 +53,35 @@ pub async fn issue_token(config: &Config, raw_email: &str) -> anyhow::Result<Str
     storage.close().await;
     issued
 }
+
+/// `weft rebuild-derived`: forgets every piece of derived state (search rows and derivation
+/// cursors) and derives every workspace document again from its log, with the server stopped
+/// (it holds the data directory while it runs). Returns what the job queue ran.
+///
+/// # Errors
+/// When the data directory is in use or storage fails.
+pub async fn rebuild_derived(config: &Config) -> anyhow::Result<(usize, crate::derive::Drained)> {
+    let _lock = crate::storage::lock_data_dir(&config.storage.data_dir)?;
+    let storage = Storage::open(&config.storage).await.context("opening storage")?;
+    let tracker = tokio_util::task::TaskTracker::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let metrics = crate::metrics::Metrics::default();
+    let rooms = crate::rooms::Rooms::new(
+        storage.clone(),
+        config.rooms.clone(),
+        metrics.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    let rebuilt = async {
+        let documents = storage.reset_derived(now_ms()).await?;
+        let drained = crate::derive::Deriver::new(storage.clone(), rooms, metrics).drain().await?;
+        anyhow::Ok((documents, drained))
+    }
+    .await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    storage.close().await;
+    rebuilt
+}

@@ -41,6 +41,13 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Forget all derived state (the search index) and derive it again from every workspace
+    /// document's log. Run it with the server stopped.
+    RebuildDerived {
+        /// The server's settings (the data directory, above all).
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
     /// Inspect the stored items set aside because they broke their document.
     Quarantine {
         /// What to do.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod derive;
 pub mod http;
 pub mod mail;
 pub mod metrics;
@@ -31,11 +32,13 @@ use crate::storage::Storage;
 /// # Errors
 /// When storage cannot be opened or the listener fails.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _lock = storage::lock_data_dir(&config.storage.data_dir)?;
     let storage = Storage::open(&config.storage).await?;
     let tracker = TaskTracker::new();
     let metrics = metrics::Metrics::default();
     let rooms =
         Rooms::new(storage.clone(), config.rooms.clone(), metrics.clone(), tracker.clone(), shutdown.clone());
+    derive::Deriver::new(storage.clone(), rooms.clone(), metrics.clone()).spawn(&tracker, shutdown.clone());
     let grace = config.shutdown_grace;
     let auth = auth::Auth::new(config.jwt_secret.as_deref());
     let now_ms = clock::now_ms();

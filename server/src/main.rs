@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
         Command::Quarantine { command } => return quarantine(command),
         Command::User { command } => return user(command),
         Command::Token { command } => return token(command),
+        Command::RebuildDerived { settings } => return rebuild_derived(*settings),
     };
     let config = Config::load(settings)?;
     tracing_subscriber::fmt()
@@ -60,6 +61,25 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let token = runtime.block_on(weft::admin::issue_token(&config, &email))?;
     writeln!(std::io::stdout(), "{token}")?;
+    Ok(())
+}
+
+/// `weft rebuild-derived`: prints how many documents were derived again, and how the jobs ended.
+fn rebuild_derived(settings: weft::config::Settings) -> anyhow::Result<()> {
+    let config = Config::load(settings)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).context("parsing the log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (documents, drained) = runtime.block_on(weft::admin::rebuild_derived(&config))?;
+    writeln!(
+        std::io::stdout(),
+        "derived {documents} documents again: {} jobs done, {} failed (retried when the server runs), {} dead",
+        drained.done,
+        drained.failed,
+        drained.dead
+    )?;
     Ok(())
 }
 

@@ -36,6 +36,36 @@ pub struct KindLabel {
     pub kind: ItemKind,
 }
 
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// It did its work.
+    Done,
+    /// It failed and will be retried.
+    Failed,
+    /// It failed for the last time: dead, kept for an operator.
+    Dead,
+}
+
+impl EncodeLabelValue for JobOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        })
+    }
+}
+
+/// The labels of a job run.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// The job's kind.
+    pub kind: String,
+    /// How it ended.
+    pub outcome: JobOutcome,
+}
+
 /// Every counter the relay keeps. Cheap to clone (the counters are shared).
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -47,6 +77,8 @@ pub struct Metrics {
     pub quarantined: Family<KindLabel, Counter>,
     /// Snapshots that did not load back as the replica they came from (kept aside; log kept).
     pub snapshot_verification_failures: Counter,
+    /// Background job runs, by kind and outcome.
+    pub jobs: Family<JobLabels, Counter>,
 }
 
 impl Metrics {
@@ -73,10 +105,16 @@ impl Metrics {
             "Snapshots that did not load back as their replica; kept aside, the log was kept",
             self.snapshot_verification_failures.clone(),
         );
+        registry.register("jobs", "Background job runs by kind and how they ended", self.jobs.clone());
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
+    }
+
+    /// Counts one run of a `kind` job that ended as `outcome`.
+    pub fn count_job(&self, kind: &str, outcome: JobOutcome) {
+        self.jobs.get_or_create(&JobLabels { kind: kind.to_owned(), outcome }).inc();
     }
 
     /// Counts one quarantined item.

@@ -86,6 +86,7 @@ async fn the_server_serves_it_with_every_route() {
         ("post", "/api/docs/{doc_id}/shapes"),
         ("patch", "/api/docs/{doc_id}/shapes/{shape_id}"),
         ("delete", "/api/docs/{doc_id}/shapes/{shape_id}"),
+        ("get", "/api/workspaces/{ws}/search"),
     ];
     let paths = served["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

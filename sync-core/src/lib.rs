@@ -16,6 +16,7 @@ pub mod ids;
 pub mod kind;
 pub mod names;
 pub mod relay;
+pub mod search;
 pub mod yjs;
 
 pub use close::CloseCode;

@@ -12,7 +12,7 @@ use weft_sync_core::DocKind;
 use weft_sync_core::access::Role;
 
 use super::accounts::{AuditEntry, record};
-use super::{Crdt, Storage, StorageError, role_of, taken};
+use super::{Crdt, Storage, StorageError, jobs, role_of, taken};
 
 /// A workspace document, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -177,6 +177,16 @@ fn document_by_id(conn: &Connection, id: &str) -> Result<Option<(i64, Document)>
     Ok(Some((key, document)))
 }
 
+/// The SQL condition under which the person whose id is the parameter `user` may see the
+/// document row `alias` of a workspace they belong to: it is not private, or they are on its
+/// list. Every listing and search filters with it; single documents go through `access::decide`.
+pub(super) fn visible_to(alias: &str, user: &str) -> String {
+    format!(
+        "({alias}.private = 0 OR EXISTS (SELECT 1 FROM document_members dm \
+         WHERE dm.doc = {alias}.key AND dm.user_id = {user}))"
+    )
+}
+
 /// Checks that every one of `members` belongs to `workspace`.
 fn check_members(conn: &Connection, workspace: &str, members: &[String]) -> Result<(), StorageError> {
     for member in members {
@@ -306,9 +316,9 @@ impl Storage {
                     "SELECT {DOCUMENT_COLUMNS} FROM documents d
                      WHERE d.workspace = ?1 AND d.deleted_at IS NULL AND d.key < ?2 AND d.segment_of IS NULL
                        AND (?3 IS NULL OR d.kind = ?3) AND ((d.archived_at IS NOT NULL) = ?4)
-                       AND (d.private = 0 OR EXISTS (SELECT 1 FROM document_members dm
-                                                     WHERE dm.doc = d.key AND dm.user_id = ?5))
-                     ORDER BY d.key DESC LIMIT ?6"
+                       AND {visible}
+                     ORDER BY d.key DESC LIMIT ?6",
+                    visible = visible_to("d", "?5")
                 );
                 let mut stmt = conn.prepare(&sql)?;
                 let rows = stmt
@@ -353,13 +363,16 @@ impl Storage {
         now_ms: i64,
     ) -> Result<Option<Document>, StorageError> {
         let id = id.to_owned();
-        self.run(move |conn| {
+        let change_title = change.title.is_some();
+        let updated = self.run(move |conn| {
             let Some((key, document)) = document_by_id(conn, &id)? else { return Ok(None) };
             if document.deleted {
                 return Ok(None);
             }
             if let Some(title) = &change.title {
                 conn.execute("UPDATE documents SET title = ?2 WHERE key = ?1", params![key, title])?;
+                // The title is searchable: derive the document again.
+                jobs::enqueue_derive_of(conn, &id, now_ms, now_ms)?;
             }
             if let Some(archived) = change.archived {
                 conn.execute(
@@ -379,7 +392,11 @@ impl Storage {
             )?;
             Ok(document_by_id(conn, &id)?.map(|(_, document)| document))
         })
-        .await
+        .await;
+        if change_title {
+            self.job_wake().scheduled(now_ms);
+        }
+        updated
     }
 
     /// Marks a document deleted. Returns whether it existed (and was not deleted already).
@@ -393,24 +410,31 @@ impl Storage {
         now_ms: i64,
     ) -> Result<bool, StorageError> {
         let id = id.to_owned();
-        self.run(move |conn| {
-            let Some((key, document)) = document_by_id(conn, &id)? else { return Ok(false) };
-            if document.deleted {
-                return Ok(false);
-            }
-            conn.execute("UPDATE documents SET deleted_at = ?2 WHERE key = ?1", params![key, now_ms])?;
-            record(
-                conn,
-                now_ms,
-                &AuditEntry {
-                    target: Some(id.clone()),
-                    workspace: Some(document.workspace.clone()),
-                    ..audit
-                },
-            )?;
-            Ok(true)
-        })
-        .await
+        let deleted = self
+            .run(move |conn| {
+                let Some((key, document)) = document_by_id(conn, &id)? else { return Ok(false) };
+                if document.deleted {
+                    return Ok(false);
+                }
+                conn.execute("UPDATE documents SET deleted_at = ?2 WHERE key = ?1", params![key, now_ms])?;
+                // Its search rows go.
+                jobs::enqueue_derive_of(conn, &id, now_ms, now_ms)?;
+                record(
+                    conn,
+                    now_ms,
+                    &AuditEntry {
+                        target: Some(id.clone()),
+                        workspace: Some(document.workspace.clone()),
+                        ..audit
+                    },
+                )?;
+                Ok(true)
+            })
+            .await?;
+        if deleted {
+            self.job_wake().scheduled(now_ms);
+        }
+        Ok(deleted)
     }
 
     /// Adds segment `segment` (a new document of `crdt`) to channel `channel`; see

@@ -7,8 +7,10 @@
 
 pub mod accounts;
 pub mod documents;
+pub mod jobs;
 pub mod quarantine;
 mod schema;
+pub mod search;
 pub mod versions;
 pub mod workspaces;
 mod writer;
@@ -152,6 +154,9 @@ pub enum StorageError {
     /// A document's member list names someone who is not a member of its workspace.
     #[error("{0} is not a member of the workspace")]
     NotAMember(String),
+    /// Another process (a running server) holds the data directory.
+    #[error("{0} is in use by another weft process (a running server?)")]
+    InUse(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
@@ -194,6 +199,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     blobs: Arc<dyn ObjectStore>,
     snapshot_inline_max: usize,
+    wake: Arc<jobs::Wake>,
 }
 
 /// Requests that may wait for the writer thread at once; senders beyond that wait their turn.
@@ -230,7 +236,9 @@ impl Storage {
         let blobs = LocalFileSystem::new_with_prefix(config.data_dir.join("blobs"))?
             .with_fsync(durability == Durability::Fsync);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        writer::spawn(conn, rx).map_err(|e| StorageError::Database(format!("starting writer: {e}")))?;
+        let wake = Arc::new(jobs::Wake::default());
+        writer::spawn(conn, rx, wake.clone())
+            .map_err(|e| StorageError::Database(format!("starting writer: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db_path,
@@ -238,6 +246,7 @@ impl Storage {
                 readers: Mutex::new(Vec::new()),
                 blobs: Arc::new(blobs),
                 snapshot_inline_max: config.snapshot_inline_max,
+                wake,
             }),
         })
     }
@@ -471,6 +480,32 @@ impl Storage {
         })
         .await
         .map_err(|e| StorageError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+/// An exclusive hold on a data directory: while it lives, no other `weft serve` (or
+/// `weft rebuild-derived`) uses the directory. Released when dropped, or when the process ends.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive hold on `data_dir` (creating it if needed).
+///
+/// # Errors
+/// [`StorageError::InUse`] when another process holds it; [`StorageError::Database`] when the
+/// lock file cannot be opened.
+pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<DataDirLock, StorageError> {
+    let path = data_dir.join("weft.lock");
+    let file = std::fs::create_dir_all(data_dir)
+        .and_then(|()| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path))
+        .map_err(|e| StorageError::Database(format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse(data_dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StorageError::Database(format!("locking {}: {e}", path.display())))
+        }
     }
 }
 

@@ -178,6 +178,51 @@ const MIGRATIONS: &[&str] = &[
          created_at    INTEGER NOT NULL
      );
      CREATE INDEX versions_by_doc ON versions (doc, created_at, id);",
+    // 8: derived state. The job queue every background task shares (a key per job: enqueuing
+    //    a key that is queued re-arms it instead of adding another), how far each document's log
+    //    has been derived, and the search index: one row per searchable item, its text in FTS5.
+    "ALTER TABLE documents ADD COLUMN derived_upto INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE jobs (
+         id          INTEGER PRIMARY KEY,
+         kind        TEXT NOT NULL,
+         key         TEXT NOT NULL UNIQUE,
+         payload     TEXT NOT NULL,
+         state       TEXT NOT NULL CHECK (state IN ('pending', 'running', 'dead')),
+         armed       INTEGER NOT NULL DEFAULT 1,
+         attempts    INTEGER NOT NULL DEFAULT 0,
+         run_at      INTEGER NOT NULL,
+         lease_until INTEGER,
+         last_error  TEXT,
+         created_at  INTEGER NOT NULL,
+         updated_at  INTEGER NOT NULL
+     );
+     CREATE INDEX jobs_due ON jobs (state, run_at);
+     CREATE TABLE search_items (
+         id       INTEGER PRIMARY KEY,
+         doc      INTEGER NOT NULL REFERENCES documents (key),
+         item     TEXT NOT NULL,
+         kind     TEXT NOT NULL,
+         title    TEXT NOT NULL,
+         body     TEXT NOT NULL,
+         author   TEXT,
+         at       INTEGER,
+         archived INTEGER NOT NULL,
+         UNIQUE (doc, item)
+     );
+     CREATE VIRTUAL TABLE search_text USING fts5 (
+         title, body, content = 'search_items', content_rowid = 'id',
+         tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+     );
+     CREATE TRIGGER search_items_insert AFTER INSERT ON search_items BEGIN
+         INSERT INTO search_text (rowid, title, body) VALUES (new.id, new.title, new.body);
+     END;
+     CREATE TRIGGER search_items_delete AFTER DELETE ON search_items BEGIN
+         INSERT INTO search_text (search_text, rowid, title, body) VALUES ('delete', old.id, old.title, old.body);
+     END;
+     CREATE TRIGGER search_items_update AFTER UPDATE OF title, body ON search_items BEGIN
+         INSERT INTO search_text (search_text, rowid, title, body) VALUES ('delete', old.id, old.title, old.body);
+         INSERT INTO search_text (rowid, title, body) VALUES (new.id, new.title, new.body);
+     END;",
 ];
 
 /// Brings the database up to the latest schema.

@@ -7,6 +7,7 @@
 //! of a commit is shared by everyone who arrived during the previous one.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rusqlite::Connection;
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use weft_sync_core::relay::StoredItem;
 
+use super::jobs::{self, Wake};
 use super::{Crdt, DocKey, NewUpdate, StorageError};
 
 /// Most requests committed in one transaction.
@@ -87,12 +89,16 @@ pub(super) enum Done {
     Closed,
 }
 
-pub(super) fn spawn(conn: Connection, rx: mpsc::Receiver<WriteRequest>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("weft-storage-writer".into()).spawn(move || run(conn, rx))?;
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<WriteRequest>,
+    wake: Arc<Wake>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new().name("weft-storage-writer".into()).spawn(move || run(conn, rx, &wake))?;
     Ok(())
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, wake: &Wake) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -105,7 +111,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
         let closing = batch.iter().any(|r| matches!(r, WriteRequest::Close { .. }));
         let started = std::time::Instant::now();
         let size = batch.len();
-        commit_group(&mut conn, &mut batch);
+        commit_group(&mut conn, &mut batch, wake);
         tracing::trace!(
             requests = size,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -122,13 +128,15 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
     }
 }
 
-fn commit_group(conn: &mut Connection, batch: &mut Vec<WriteRequest>) {
+/// Commits `batch`; the job worker is woken once the jobs its appends enqueued are committed.
+fn commit_group(conn: &mut Connection, batch: &mut Vec<WriteRequest>, wake: &Wake) {
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut scheduled = None;
     let committed = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction()?;
         for request in batch.iter_mut() {
             let savepoint = tx.savepoint()?;
-            let outcome = execute(&savepoint, request);
+            let outcome = execute(&savepoint, request, &mut scheduled);
             if outcome.is_ok() {
                 savepoint.commit()?;
             }
@@ -138,6 +146,9 @@ fn commit_group(conn: &mut Connection, batch: &mut Vec<WriteRequest>) {
     })();
     match committed {
         Ok(()) => {
+            if let Some(at) = scheduled {
+                wake.scheduled(at);
+            }
             for (request, outcome) in batch.drain(..).zip(outcomes) {
                 let _ = reply_of(request).send(outcome);
             }
@@ -163,7 +174,12 @@ fn reply_of(request: WriteRequest) -> Reply {
     }
 }
 
-fn execute(tx: &Connection, request: &mut WriteRequest) -> Result<Done, StorageError> {
+/// Runs one request; `scheduled` becomes the earliest due time of a job it enqueued.
+fn execute(
+    tx: &Connection,
+    request: &mut WriteRequest,
+    scheduled: &mut Option<i64>,
+) -> Result<Done, StorageError> {
     if let WriteRequest::Run { job, .. } = request
         && let Some(job) = job.take()
     {
@@ -195,6 +211,12 @@ fn execute(tx: &Connection, request: &mut WriteRequest) -> Result<Done, StorageE
                     update.client.as_deref(),
                     update.at_ms
                 ])?;
+            }
+            // The document's derivation is enqueued in the same transaction: committed together.
+            if let Some(last) = updates.last()
+                && let Some(at) = jobs::enqueue_derive(tx, *doc, last.at_ms)?
+            {
+                *scheduled = Some(scheduled.map_or(at, |s: i64| s.min(at)));
             }
             Ok(Done::Appended)
         }

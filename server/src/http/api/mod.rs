@@ -6,6 +6,7 @@ mod accounts;
 mod content;
 mod docs;
 pub mod limits;
+mod search;
 mod versions;
 mod workspaces;
 
@@ -53,6 +54,7 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(docs::routes())
         .merge(content::routes())
         .merge(versions::routes())
+        .merge(search::routes())
         .split_for_parts()
 }
 
@@ -68,7 +70,8 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         (name = "workspaces", description = "Workspaces, members, invites and the audit log"),
         (name = "documents", description = "The documents, channels, boards and whiteboards of a workspace"),
         (name = "content", description = "A document's content, read through its kind's projection"),
-        (name = "history", description = "Versions, diffs, blame and restore")
+        (name = "history", description = "Versions, diffs, blame and restore"),
+        (name = "search", description = "Full-text search over what the caller may read")
     )
 )]
 struct ApiDoc;
