@@ -315,10 +315,12 @@ async fn a_crash_before_derivation_is_derived_on_restart_and_a_rebuild_yields_th
     let ws = create_workspace(&api, &ada, "Acme").await;
     let general = create(&api, &ada, &ws, "channel", "General", false).await;
     let board = create(&api, &ada, &ws, "board", "Roadmap", false).await;
-    post(&api, &ada, &format!("/api/docs/{board}/tasks"), json!({ "id": "t1", "title": "Ship the relay" })).await;
+    post(&api, &ada, &format!("/api/docs/{board}/tasks"), json!({ "id": "t1", "title": "Ship the relay" }))
+        .await;
     let messages = format!("/api/docs/{general}/messages");
     for i in 0..5 {
-        post(&api, &ada, &messages, json!({ "id": format!("m{i}"), "body": format!("zebra number {i}") })).await;
+        post(&api, &ada, &messages, json!({ "id": format!("m{i}"), "body": format!("zebra number {i}") }))
+            .await;
     }
     // SIGKILL as soon as the last write is acknowledged: its derivation is due 250 ms later.
     process.kill();

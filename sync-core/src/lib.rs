@@ -15,6 +15,7 @@ pub mod hocuspocus;
 pub mod ids;
 pub mod kind;
 pub mod names;
+pub mod notify;
 pub mod relay;
 pub mod search;
 pub mod yjs;

@@ -70,7 +70,7 @@ pub struct Column {
 }
 
 /// A task, as the projection reads it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Task {
     /// Stable id (its key in `tasks`).
     pub id: String,

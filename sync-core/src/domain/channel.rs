@@ -33,7 +33,7 @@ pub struct Reaction {
 }
 
 /// A message, as the projection reads it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Message {
     /// Stable id (its key in `messages`).
     pub id: String,
