@@ -75,7 +75,10 @@ pub async fn rebuild_derived(config: &Config) -> anyhow::Result<(usize, crate::d
     );
     let rebuilt = async {
         let documents = storage.reset_derived(now_ms()).await?;
-        let drained = crate::derive::Deriver::new(storage.clone(), rooms, metrics).drain().await?;
+        let drained =
+            crate::derive::Deriver::new(storage.clone(), rooms, metrics, crate::events::Events::default())
+                .drain()
+                .await?;
         anyhow::Ok((documents, drained))
     }
     .await;

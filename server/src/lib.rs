@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod derive;
+pub mod events;
 pub mod http;
 pub mod mail;
 pub mod metrics;
@@ -38,7 +39,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let metrics = metrics::Metrics::default();
     let rooms =
         Rooms::new(storage.clone(), config.rooms.clone(), metrics.clone(), tracker.clone(), shutdown.clone());
-    derive::Deriver::new(storage.clone(), rooms.clone(), metrics.clone()).spawn(&tracker, shutdown.clone());
+    let events = events::Events::default();
+    derive::Deriver::new(storage.clone(), rooms.clone(), metrics.clone(), events.clone())
+        .spawn(&tracker, shutdown.clone());
     let grace = config.shutdown_grace;
     let auth = auth::Auth::new(config.jwt_secret.as_deref());
     let now_ms = clock::now_ms();
@@ -55,6 +58,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             .await?;
     let state = AppState {
         rooms,
+        events,
         storage: storage.clone(),
         policy,
         sessions,

@@ -87,6 +87,9 @@ async fn the_server_serves_it_with_every_route() {
         ("patch", "/api/docs/{doc_id}/shapes/{shape_id}"),
         ("delete", "/api/docs/{doc_id}/shapes/{shape_id}"),
         ("get", "/api/workspaces/{ws}/search"),
+        ("get", "/api/me/notifications"),
+        ("get", "/api/me/notifications/unread"),
+        ("post", "/api/me/notifications/read"),
     ];
     let paths = served["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

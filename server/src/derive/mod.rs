@@ -5,9 +5,10 @@
 //! and finally the dead-letter state. A job's effects are idempotent, so a job run twice (after a
 //! crash mid-run) changes nothing the second time.
 //!
-//! `search.rs` — the derive job: a document's projection turned into its search rows.
+//! `document.rs` — the derive job: a document's projection turned into its search rows and
+//! notifications.
 
-mod search;
+mod document;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
+use crate::events::Events;
 use crate::metrics::{JobOutcome, Metrics};
 use crate::rooms::Rooms;
 use crate::storage::Storage;
@@ -32,12 +34,14 @@ pub struct Deriver {
     storage: Storage,
     rooms: Rooms,
     metrics: Metrics,
+    events: Events,
 }
 
 impl Deriver {
-    /// A worker over `storage`'s queue, reading documents through `rooms`.
-    pub fn new(storage: Storage, rooms: Rooms, metrics: Metrics) -> Self {
-        Self { storage, rooms, metrics }
+    /// A worker over `storage`'s queue, reading documents through `rooms`, telling `events`
+    /// what it notified.
+    pub fn new(storage: Storage, rooms: Rooms, metrics: Metrics, events: Events) -> Self {
+        Self { storage, rooms, metrics, events }
     }
 
     /// Starts the worker on `tracker`; it stops when `shutdown` is cancelled (a job in progress
@@ -131,7 +135,7 @@ impl Deriver {
     /// Runs `job` and records how it ended.
     async fn run(&self, job: Job) -> JobOutcome {
         let outcome = match job.kind.as_str() {
-            DERIVE => search::derive(self, &job.payload).await,
+            DERIVE => document::derive(self, &job.payload).await,
             other => Err(format!("no job kind {other:?} in this build")),
         };
         let now = now_ms();

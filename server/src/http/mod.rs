@@ -4,6 +4,7 @@
 pub(crate) mod api;
 mod automerge;
 pub(crate) mod error;
+mod events;
 mod hocuspocus;
 mod socket;
 mod yjs;
@@ -34,6 +35,8 @@ use crate::storage::Storage;
 pub struct AppState {
     /// Live documents.
     pub rooms: Rooms,
+    /// What derivation produces for people, for their `/ws/events` connections.
+    pub events: crate::events::Events,
     /// The store.
     pub storage: Storage,
     /// The document access decision and the live-connection index.
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/yjs/{*doc_id}", get(yjs::upgrade))
         .route("/ws/hocuspocus", get(hocuspocus::upgrade))
         .route("/ws/automerge", get(automerge::upgrade))
+        .route("/ws/events", get(events::upgrade))
         .merge(api::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod documents;
 pub mod jobs;
+pub mod notifications;
 pub mod quarantine;
 mod schema;
 pub mod search;
@@ -154,6 +155,9 @@ pub enum StorageError {
     /// A document's member list names someone who is not a member of its workspace.
     #[error("{0} is not a member of the workspace")]
     NotAMember(String),
+    /// An id names nothing of the caller's.
+    #[error("no such item: {0}")]
+    Missing(i64),
     /// Another process (a running server) holds the data directory.
     #[error("{0} is in use by another weft process (a running server?)")]
     InUse(String),

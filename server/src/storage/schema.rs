@@ -180,7 +180,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX versions_by_doc ON versions (doc, created_at, id);",
     // 8: derived state. The job queue every background task shares (a key per job: enqueuing
     //    a key that is queued re-arms it instead of adding another), how far each document's log
-    //    has been derived, and the search index: one row per searchable item, its text in FTS5.
+    //    has been derived, the search index (one row per searchable item, its text in FTS5), and
+    //    notifications (one per document and fact key: derived once, however often derived).
     "ALTER TABLE documents ADD COLUMN derived_upto INTEGER NOT NULL DEFAULT 0;
      CREATE TABLE jobs (
          id          INTEGER PRIMARY KEY,
@@ -222,7 +223,22 @@ const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER search_items_update AFTER UPDATE OF title, body ON search_items BEGIN
          INSERT INTO search_text (search_text, rowid, title, body) VALUES ('delete', old.id, old.title, old.body);
          INSERT INTO search_text (rowid, title, body) VALUES (new.id, new.title, new.body);
-     END;",
+     END;
+     CREATE TABLE notifications (
+         id         INTEGER PRIMARY KEY,
+         doc        INTEGER NOT NULL REFERENCES documents (key),
+         key        TEXT NOT NULL,
+         user_id    TEXT NOT NULL,
+         reason     TEXT NOT NULL,
+         actor      TEXT,
+         item       TEXT NOT NULL,
+         excerpt    TEXT NOT NULL,
+         at         INTEGER,
+         created_at INTEGER NOT NULL,
+         read_at    INTEGER,
+         UNIQUE (doc, key)
+     );
+     CREATE INDEX notifications_by_user ON notifications (user_id, id);",
 ];
 
 /// Brings the database up to the latest schema.

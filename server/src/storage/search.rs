@@ -8,10 +8,12 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use weft_sync_core::DocKind;
+use weft_sync_core::notify::Fact;
 use weft_sync_core::search::{Entry, ItemKind, Query};
 
 use super::documents::visible_to;
 use super::jobs;
+use super::notifications::{self, Notified};
 use super::{Crdt, Storage, StorageError};
 
 /// Marks the start of a highlighted match in what SQLite returns (a private-use character, so
@@ -185,18 +187,21 @@ impl Storage {
         }))
     }
 
-    /// Makes document `doc`'s search rows `entries` (adding, changing and removing only what
-    /// differs) and moves its derivation cursor to `upto`, in one transaction. An item that
-    /// appears twice keeps its first entry.
+    /// Records one derivation of document `doc`, in one transaction: its search rows become
+    /// `entries` (adding, changing and removing only what differs; an item that appears twice
+    /// keeps its first entry), its notifications follow `facts` (`notifications::follow`), and
+    /// its derivation cursor moves to `upto`.
     ///
     /// # Errors
     /// [`StorageError`] when storage fails; nothing is changed then.
-    pub async fn index_document(
+    pub async fn record_derivation(
         &self,
         doc: i64,
         entries: Vec<Entry>,
+        facts: Vec<Fact>,
         upto: u64,
-    ) -> Result<Indexed, StorageError> {
+        now: i64,
+    ) -> Result<(Indexed, Notified), StorageError> {
         self.run(move |conn| {
             type Row = (i64, String, String, String, Option<String>, Option<i64>, bool);
             let mut existing: HashMap<String, Row> = conn
@@ -250,9 +255,10 @@ impl Storage {
                 conn.prepare_cached("DELETE FROM search_items WHERE id = ?1")?.execute([id])?;
                 indexed.removed += 1;
             }
+            let notified = notifications::follow(conn, doc, &facts, now)?;
             conn.prepare_cached("UPDATE documents SET derived_upto = MAX(derived_upto, ?2) WHERE key = ?1")?
                 .execute(params![doc, upto as i64])?;
-            Ok(indexed)
+            Ok((indexed, notified))
         })
         .await
     }

@@ -6,6 +6,7 @@ mod accounts;
 mod content;
 mod docs;
 pub mod limits;
+mod notifications;
 mod search;
 mod versions;
 mod workspaces;
@@ -55,6 +56,7 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(content::routes())
         .merge(versions::routes())
         .merge(search::routes())
+        .merge(notifications::routes())
         .split_for_parts()
 }
 
@@ -71,7 +73,8 @@ fn router_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         (name = "documents", description = "The documents, channels, boards and whiteboards of a workspace"),
         (name = "content", description = "A document's content, read through its kind's projection"),
         (name = "history", description = "Versions, diffs, blame and restore"),
-        (name = "search", description = "Full-text search over what the caller may read")
+        (name = "search", description = "Full-text search over what the caller may read"),
+        (name = "notifications", description = "The caller's notifications: list, unread count, mark read")
     )
 )]
 struct ApiDoc;
