@@ -222,3 +222,64 @@ async fn each_fact_notifies_once_live_to_its_person_only_and_follows_edits() {
     assert_eq!(count["unread"], 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn preferences_and_mutes_decide_what_notifies_and_nothing_arrives_late() {
+    let dir = temp_dir();
+    let server = TestServer::start(dir.path()).await;
+    let api = Api::new(&server);
+    let ada = person(&api, "ada@example.com").await;
+    let ws = create_workspace(&api, &ada, "Acme").await;
+    let bob = member(&api, &ada, &ws, "bob@example.com", "editor").await;
+    let general = create(&api, &ada, &ws, "channel", false).await;
+    let secret = create(&api, &ada, &ws, "channel", true).await;
+    let board = create(&api, &ada, &ws, "board", false).await;
+    let messages = format!("/api/docs/{general}/messages");
+    let tasks = format!("/api/docs/{board}/tasks");
+
+    // Bob mutes the channel and turns assignments off.
+    let (status, _) =
+        api.call(Method::PUT, &format!("/api/docs/{general}/mute"), Some(&bob.token), Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let prefs =
+        call(&api, Method::PATCH, &bob, "/api/me/notification-preferences", json!({ "assigned": false }))
+            .await;
+    assert_eq!(prefs, json!({ "mention": true, "reply": true, "assigned": false, "muted": [general] }));
+
+    call(&api, Method::POST, &bob, &messages, json!({ "id": "m1", "body": "Thoughts?" })).await;
+    call(&api, Method::POST, &ada, &messages, json!({ "id": "r1", "parent": "m1", "body": "Yes" })).await;
+    call(&api, Method::POST, &ada, &tasks, json!({ "id": "t1", "title": "Review", "assignees": [bob.id] }))
+        .await;
+    // A mention in a muted channel still notifies.
+    call(&api, Method::POST, &ada, &messages, json!({ "id": "m2", "body": format!("<@{}> urgent", bob.id) }))
+        .await;
+    until_listed(&api, &bob, &["mention message:m2"]).await;
+
+    // Turned on again, neither the reply nor the assignment arrives late; new ones do.
+    let (status, _) =
+        api.call(Method::DELETE, &format!("/api/docs/{general}/mute"), Some(&bob.token), Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    call(&api, Method::PATCH, &bob, "/api/me/notification-preferences", json!({ "assigned": true })).await;
+    call(&api, Method::POST, &ada, &tasks, json!({ "id": "t2", "title": "Ship", "assignees": [bob.id] }))
+        .await;
+    call(&api, Method::POST, &ada, &messages, json!({ "id": "r2", "parent": "m1", "body": "Also" })).await;
+    until_listed(&api, &bob, &["reply message:r2", "assigned task:t2", "mention message:m2"]).await;
+    let (_, count) = api.get("/api/me/notifications/unread", Some(&bob.token)).await;
+    assert_eq!(count["unread"], 3);
+
+    // Bad input.
+    let (status, body) =
+        api.call(Method::PUT, &format!("/api/docs/{secret}/mute"), Some(&bob.token), Value::Null).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "a document bob may not see: {body}"
+    );
+    let (status, _) = api.call(Method::PUT, "/api/docs/nope/mute", Some(&bob.token), Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .call(Method::PATCH, "/api/me/notification-preferences", Some(&bob.token), json!({ "digest": true }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    server.stop().await;
+}

@@ -90,6 +90,10 @@ async fn the_server_serves_it_with_every_route() {
         ("get", "/api/me/notifications"),
         ("get", "/api/me/notifications/unread"),
         ("post", "/api/me/notifications/read"),
+        ("get", "/api/me/notification-preferences"),
+        ("patch", "/api/me/notification-preferences"),
+        ("put", "/api/docs/{doc_id}/mute"),
+        ("delete", "/api/docs/{doc_id}/mute"),
     ];
     let paths = served["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

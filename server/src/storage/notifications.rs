@@ -12,6 +12,19 @@ use weft_sync_core::notify::{Fact, Reason};
 use super::documents::visible_to;
 use super::{Storage, StorageError};
 
+/// What a person wants to be notified of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Preferences {
+    /// Mentions.
+    pub mention: bool,
+    /// Replies in threads they wrote in.
+    pub reply: bool,
+    /// Tasks assigned to them.
+    pub assigned: bool,
+    /// Documents (channels, boards, …) they muted: only mentions there notify.
+    pub muted: Vec<String>,
+}
+
 /// A notification, as its recipient sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Notification {
@@ -58,14 +71,20 @@ pub(super) fn follow(conn: &Connection, doc: i64, facts: &[Fact], now: i64) -> r
         .query_map([doc], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?
         .collect::<rusqlite::Result<_>>()?;
     let mut notified = Notified::default();
+    // A fact its person turned off (the reason, or the document muted: all but mentions) is
+    // stored muted: never listed or delivered, and not notified later when they turn it on.
     let insert = format!(
-        "INSERT INTO notifications (doc, key, user_id, reason, actor, item, excerpt, at, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+        "INSERT INTO notifications (doc, key, user_id, reason, actor, item, excerpt, at, created_at, muted)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                EXISTS (SELECT 1 FROM notification_preferences p
+                        WHERE p.user_id = ?3 AND p.reason = ?4 AND p.enabled = 0)
+                OR (?4 <> 'mention' AND EXISTS (SELECT 1 FROM notification_mutes mu
+                                               WHERE mu.user_id = ?3 AND mu.doc = o.name))
          FROM documents d JOIN documents o ON o.name = COALESCE(d.segment_of, d.name)
          WHERE d.key = ?1 AND o.deleted_at IS NULL
            AND EXISTS (SELECT 1 FROM members m WHERE m.workspace = o.workspace AND m.user_id = ?3)
            AND {visible}
-         RETURNING id",
+         RETURNING id, muted",
         visible = visible_to("o", "?3")
     );
     for fact in facts {
@@ -84,7 +103,9 @@ pub(super) fn follow(conn: &Connection, doc: i64, facts: &[Fact], now: i64) -> r
             fact.at,
             now
         ])?;
-        if let Some(row) = rows.next()? {
+        if let Some(row) = rows.next()?
+            && !row.get::<_, bool>(1)?
+        {
             notified.created.push((row.get(0)?, fact.user.clone()));
         }
     }
@@ -125,7 +146,7 @@ fn notification(row: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
 /// document (a member of its workspace; listed, when it is private; not deleted).
 fn readable() -> String {
     format!(
-        "n.user_id = ?1 AND o.deleted_at IS NULL
+        "n.user_id = ?1 AND n.muted = 0 AND o.deleted_at IS NULL
          AND EXISTS (SELECT 1 FROM members m WHERE m.workspace = o.workspace AND m.user_id = ?1)
          AND {visible}",
         visible = visible_to("o", "?1")
@@ -224,7 +245,7 @@ impl Storage {
         self.run(move |conn| {
             let Some(ids) = ids else {
                 let marked = conn.execute(
-                    "UPDATE notifications SET read_at = ?2 WHERE user_id = ?1 AND read_at IS NULL",
+                    "UPDATE notifications SET read_at = ?2 WHERE user_id = ?1 AND read_at IS NULL AND muted = 0",
                     params![user_id, now],
                 )?;
                 return Ok(Ok(marked));
@@ -259,5 +280,79 @@ impl Storage {
             StorageError::Missing(id) => Ok(Err(id)),
             other => Err(other),
         })
+    }
+}
+
+impl Storage {
+    /// `user_id`'s notification preferences (every reason on unless turned off).
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    pub async fn notification_preferences(&self, user_id: &str) -> Result<Preferences, StorageError> {
+        let user_id = user_id.to_owned();
+        self.read(move |conn| {
+            let off: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT reason FROM notification_preferences WHERE user_id = ?1 AND enabled = 0",
+                )?
+                .query_map([&user_id], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let muted = conn
+                .prepare_cached("SELECT doc FROM notification_mutes WHERE user_id = ?1 ORDER BY doc")?
+                .query_map([&user_id], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let on = |reason: Reason| !off.iter().any(|r| r == reason.as_str());
+            Ok(Preferences {
+                mention: on(Reason::Mention),
+                reply: on(Reason::Reply),
+                assigned: on(Reason::Assigned),
+                muted,
+            })
+        })
+        .await
+    }
+
+    /// Turns each of `changes` on or off for `user_id`.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    pub async fn set_notification_preferences(
+        &self,
+        user_id: &str,
+        changes: Vec<(Reason, bool)>,
+    ) -> Result<(), StorageError> {
+        let user_id = user_id.to_owned();
+        self.run(move |conn| {
+            for (reason, enabled) in changes {
+                conn.prepare_cached(
+                    "INSERT INTO notification_preferences (user_id, reason, enabled) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id, reason) DO UPDATE SET enabled = excluded.enabled",
+                )?
+                .execute(params![user_id, reason.as_str(), enabled])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Mutes (or unmutes) workspace document `doc` for `user_id`; a channel segment's id mutes
+    /// its channel.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    pub async fn mute_document(&self, user_id: &str, doc: &str, muted: bool) -> Result<(), StorageError> {
+        let (user_id, doc) = (user_id.to_owned(), doc.to_owned());
+        self.run(move |conn| {
+            let sql = if muted {
+                "INSERT OR IGNORE INTO notification_mutes (user_id, doc)
+                 SELECT ?1, COALESCE(segment_of, name) FROM documents WHERE name = ?2"
+            } else {
+                "DELETE FROM notification_mutes
+                 WHERE user_id = ?1 AND doc = (SELECT COALESCE(segment_of, name) FROM documents WHERE name = ?2)"
+            };
+            conn.execute(sql, params![user_id, doc])?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -236,9 +236,21 @@ const MIGRATIONS: &[&str] = &[
          at         INTEGER,
          created_at INTEGER NOT NULL,
          read_at    INTEGER,
+         muted      INTEGER NOT NULL DEFAULT 0,
          UNIQUE (doc, key)
      );
-     CREATE INDEX notifications_by_user ON notifications (user_id, id);",
+     CREATE INDEX notifications_by_user ON notifications (user_id, id);
+     CREATE TABLE notification_preferences (
+         user_id TEXT NOT NULL,
+         reason  TEXT NOT NULL,
+         enabled INTEGER NOT NULL,
+         PRIMARY KEY (user_id, reason)
+     ) WITHOUT ROWID;
+     CREATE TABLE notification_mutes (
+         user_id TEXT NOT NULL,
+         doc     TEXT NOT NULL,
+         PRIMARY KEY (user_id, doc)
+     ) WITHOUT ROWID;",
 ];
 
 /// Brings the database up to the latest schema.
