@@ -22,6 +22,8 @@ use crate::rooms::Rooms;
 use crate::storage::Storage;
 use crate::storage::jobs::{DERIVE, Failed, Job};
 
+/// How soon a due time that found nothing to claim is looked at again, in milliseconds.
+const RECHECK_MS: i64 = 50;
 /// Jobs claimed at once.
 const CLAIM: u32 = 32;
 /// The longest the worker sleeps without looking at the queue (a safety net: enqueuing writes
@@ -91,7 +93,9 @@ impl Deriver {
                     Ok(_) => {}
                     Err(err) => tracing::warn!(error = %err, "claiming jobs failed"),
                 }
-                due = self.storage.next_job_at().await.unwrap_or(None);
+                // Never spin: what is due and was not claimed is looked at again a moment later.
+                let soonest = now_ms() + RECHECK_MS;
+                due = self.storage.next_job_at().await.unwrap_or(Some(soonest)).map(|at| at.max(soonest));
                 continue;
             }
             let sleep =
