@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{Api, Person, code, create_workspace, member, person};
+use common::api::{Api, Person, code, create_doc, create_workspace, member, person, succeed};
 use common::{TestServer, WAIT, Ws, temp_dir};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
@@ -18,22 +18,11 @@ use weft_client::YjsSync;
 use yrs::{Map, MapPrelim, Transact};
 
 async fn create(api: &Api, who: &Person, ws: &str, kind: &str, private: bool) -> String {
-    let (status, doc) = api
-        .call(
-            Method::POST,
-            &format!("/api/workspaces/{ws}/docs"),
-            Some(&who.token),
-            json!({ "kind": kind, "crdt": "yjs", "title": kind, "private": private }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{doc}");
-    doc["id"].as_str().unwrap().to_owned()
+    create_doc(api, who, ws, kind, kind, private).await
 }
 
 async fn call(api: &Api, method: Method, who: &Person, path: &str, body: Value) -> Value {
-    let (status, answer) = api.call(method, path, Some(&who.token), body).await;
-    assert!(status.is_success(), "{path}: {status} {answer}");
-    answer
+    succeed(api, method, who, path, body).await
 }
 
 /// `who`'s notifications (newest first) as `reason item`.
@@ -254,6 +243,17 @@ async fn preferences_and_mutes_decide_what_notifies_and_nothing_arrives_late() {
     call(&api, Method::POST, &ada, &messages, json!({ "id": "m2", "body": format!("<@{}> urgent", bob.id) }))
         .await;
     until_listed(&api, &bob, &["mention message:m2"]).await;
+    // The board is derived (its search row and its notifications commit together) before
+    // assignments are turned on again: preferences apply when a fact is derived.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, found) = api.get(&format!("/api/workspaces/{ws}/search?q=review"), Some(&bob.token)).await;
+        if found["results"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the board is never derived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Turned on again, neither the reply nor the assignment arrives late; new ones do.
     let (status, _) =

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{Api, Person, code, create_workspace, member, person};
+use common::api::{Api, Person, code, create_doc, create_workspace, member, person, succeed};
 use common::{TestServer, WAIT, temp_dir};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,22 +16,11 @@ use weft_client::YjsSync;
 use yrs::{Transact, XmlElementPrelim, XmlFragment, XmlTextPrelim};
 
 async fn create(api: &Api, who: &Person, ws: &str, kind: &str, title: &str, private: bool) -> String {
-    let (status, doc) = api
-        .call(
-            Method::POST,
-            &format!("/api/workspaces/{ws}/docs"),
-            Some(&who.token),
-            json!({ "kind": kind, "crdt": "yjs", "title": title, "private": private }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{doc}");
-    doc["id"].as_str().unwrap().to_owned()
+    create_doc(api, who, ws, kind, title, private).await
 }
 
 async fn post(api: &Api, who: &Person, path: &str, body: Value) -> Value {
-    let (status, answer) = api.call(Method::POST, path, Some(&who.token), body).await;
-    assert!(status.is_success(), "{path}: {status} {answer}");
-    answer
+    succeed(api, Method::POST, who, path, body).await
 }
 
 fn search_path(ws: &str, query: &str) -> String {

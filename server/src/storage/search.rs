@@ -24,6 +24,26 @@ const MARK_END: char = '\u{e001}';
 /// Words of context a snippet shows.
 const SNIPPET_WORDS: u32 = 16;
 
+/// The last log position committed for the document row `d`: its newest log entry, or what
+/// its snapshot holds when compaction took the entries.
+const LOGGED_UPTO: &str = "MAX(COALESCE((SELECT MAX(seq) FROM updates WHERE doc = d.key), 0), \
+     COALESCE((SELECT upto FROM snapshots WHERE doc = d.key), 0))";
+
+/// Enqueues, due `now`, the derivation of every live workspace document `d` that meets `and`
+/// (SQL starting with `AND`, or empty for all); returns how many.
+fn enqueue_derivations(conn: &rusqlite::Connection, and: &str, now: i64) -> Result<usize, StorageError> {
+    let names: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT d.name FROM documents d WHERE d.workspace IS NOT NULL AND d.deleted_at IS NULL {and}"
+        ))?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in &names {
+        jobs::enqueue_derive_of(conn, name, now, now)?;
+    }
+    Ok(names.len())
+}
+
 /// A workspace document as derivation needs it.
 #[derive(Debug, Clone)]
 pub struct Derivable {
@@ -143,12 +163,13 @@ impl Storage {
         let raw = self
             .read(move |conn| {
                 conn.query_row(
-                    "SELECT d.key, d.kind, d.crdt, COALESCE(c.title, d.title), d.created_at, d.segment_of,
+                    &format!(
+                        "SELECT d.key, d.kind, d.crdt, COALESCE(c.title, d.title), d.created_at, d.segment_of,
                             COALESCE(c.deleted_at, d.deleted_at),
-                            MAX(COALESCE((SELECT MAX(seq) FROM updates WHERE doc = d.key), 0),
-                                COALESCE((SELECT upto FROM snapshots WHERE doc = d.key), 0))
+                            {LOGGED_UPTO}
                      FROM documents d LEFT JOIN documents c ON c.name = d.segment_of
-                     WHERE d.name = ?1 AND d.workspace IS NOT NULL",
+                     WHERE d.name = ?1 AND d.workspace IS NOT NULL"
+                    ),
                     [&id],
                     |row| {
                         Ok((
@@ -271,21 +292,7 @@ impl Storage {
     /// [`StorageError`] when storage fails.
     pub async fn enqueue_underived(&self, now: i64) -> Result<usize, StorageError> {
         let count = self
-            .run(move |conn| {
-                let names: Vec<String> = conn
-                    .prepare(
-                        "SELECT d.name FROM documents d
-                         WHERE d.workspace IS NOT NULL AND d.deleted_at IS NULL
-                           AND d.derived_upto < MAX(COALESCE((SELECT MAX(seq) FROM updates WHERE doc = d.key), 0),
-                                                    COALESCE((SELECT upto FROM snapshots WHERE doc = d.key), 0))",
-                    )?
-                    .query_map([], |row| row.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                for name in &names {
-                    jobs::enqueue_derive_of(conn, name, now, now)?;
-                }
-                Ok(names.len())
-            })
+            .run(move |conn| enqueue_derivations(conn, &format!("AND d.derived_upto < {LOGGED_UPTO}"), now))
             .await?;
         if count > 0 {
             self.job_wake().scheduled(now);
@@ -306,14 +313,7 @@ impl Storage {
                      INSERT INTO search_text (search_text) VALUES ('rebuild');
                      UPDATE documents SET derived_upto = 0 WHERE workspace IS NOT NULL;",
                 )?;
-                let names: Vec<String> = conn
-                    .prepare("SELECT name FROM documents WHERE workspace IS NOT NULL AND deleted_at IS NULL")?
-                    .query_map([], |row| row.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                for name in &names {
-                    jobs::enqueue_derive_of(conn, name, now, now)?;
-                }
-                Ok(names.len())
+                enqueue_derivations(conn, "", now)
             })
             .await?;
         self.job_wake().scheduled(now);

@@ -112,3 +112,18 @@ pub async fn member(api: &Api, owner: &Person, ws: &str, email: &str, role: &str
     assert_eq!((status, body["role"].as_str()), (StatusCode::OK, Some(role)), "{body}");
     joined
 }
+
+/// Creates a Yjs workspace document of `kind` titled `title` (private: only its creator listed)
+/// as `who`; returns its id.
+pub async fn create_doc(api: &Api, who: &Person, ws: &str, kind: &str, title: &str, private: bool) -> String {
+    let body = json!({ "kind": kind, "crdt": "yjs", "title": title, "private": private });
+    let doc = succeed(api, Method::POST, who, &format!("/api/workspaces/{ws}/docs"), body).await;
+    doc["id"].as_str().unwrap().to_owned()
+}
+
+/// `method path` as `who` with `body`, insisting on a 2xx; returns the body.
+pub async fn succeed(api: &Api, method: Method, who: &Person, path: &str, body: Value) -> Value {
+    let (status, answer) = api.call(method, path, Some(&who.token), body).await;
+    assert!(status.is_success(), "{path}: {status} {answer}");
+    answer
+}
